@@ -1,0 +1,36 @@
+# `make test` and `make demo` work on a fresh clone: they create .venv and install the project first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+demo: setup
+	mkdir -p out
+	$(BIN)/splitprune estimate torchvision:resnet18 --board tx2 --plot out/estimate_tx2.png
+	$(BIN)/splitprune estimate torchvision:resnet18 --board tx2 --json > out/estimate_tx2.json
+	$(BIN)/splitprune estimate torchvision:resnet18 --board xavier-nx --plot out/estimate_xavier_nx.png
+	$(BIN)/splitprune estimate torchvision:resnet18 --board xavier-nx --json > out/estimate_xavier_nx.json
+	@echo "demo outputs written to out/"
+
+bench: setup
+	$(BIN)/python benchmarks/bench_trace.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .mypy_cache
