@@ -1,0 +1,25 @@
+"""splitprune: energy-aware split computing and pruning for NVIDIA Jetson boards.
+
+Data flows one way, model -> graph -> annotated graph -> decisions:
+
+- :mod:`splitprune.models`: resolve ``torchvision:NAME`` / ``pkg.mod:fn`` / ``file.py:fn`` into a module.
+- :mod:`splitprune.ops`: the per-operation registry (layer kind, MAC count, shape rule).
+- :mod:`splitprune.graph`: :func:`trace` a model into a :class:`LayerGraph` (networkx DAG of layers).
+- :mod:`splitprune.board`: board profiles (TOML) and the empirical per-layer cost model.
+- :mod:`splitprune.energy`: :func:`annotate` a graph with per-layer energy and latency.
+- :mod:`splitprune.split`: choose the device/server cut (exact, on DAGs).
+- :mod:`splitprune.prune`: structured pruning to an energy budget.
+- :mod:`splitprune.calibrate`: fit a board profile from ``measure`` sweeps.
+- :mod:`splitprune.plots`: matplotlib figures; :mod:`splitprune.cli`: the ``splitprune`` command.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .board import BoardProfile as BoardProfile
+from .board import load_board as load_board
+from .energy import annotate as annotate
+from .errors import SplitpruneError as SplitpruneError
+from .graph import LayerGraph as LayerGraph
+from .graph import trace as trace

@@ -1,0 +1,20 @@
+"""Annotate a layer graph with per-layer energy and latency from a board profile."""
+
+from __future__ import annotations
+
+from .board import BoardProfile
+from .graph import LayerGraph
+
+__all__ = ["annotate"]
+
+
+def annotate(graph: LayerGraph, profile: BoardProfile) -> LayerGraph:
+    """Write ``energy_j`` and ``latency_s`` on every node of ``graph`` (in place) and return it."""
+    nodes = graph.nx.nodes
+    for name in graph.order:
+        attrs = nodes[name]
+        sizes = {"macs": attrs["macs"], "mem_bytes": attrs["mem_bytes"], "kernels": attrs["kernels"]}
+        attrs["energy_j"] = profile.energy_j.layer_cost(attrs["kind"], **sizes)
+        attrs["latency_s"] = profile.latency_s.layer_cost(attrs["kind"], **sizes)
+    graph.board = profile.name
+    return graph
