@@ -15,8 +15,12 @@ much as one with ``ceil(K / g) * g`` kernels::
 
 For a fixed ``K`` this is a line through the origin in MACs; the slope takes one value per residue of
 ``K`` modulo ``g``, which gives the multi-modal scatter of the paper's figure and makes channel counts
-at multiples of ``g`` the efficient ones (the pruner's ``round_to``). Fully connected layers and
-traced matrix products cost ``linear_per_mac * macs + static_per_layer``. Layers the paper does not
+at multiples of ``g`` the efficient ones (the pruner's ``round_to``). Fully connected layers (a
+linear op on a batch of vectors, as in the paper) cost ``linear_per_mac * macs + static_per_layer``:
+at batch 1 they stream every weight once per MAC, so their slope is set by memory bandwidth. Matrix
+products over many rows (a linear op on a token sequence or feature map, matmul, bmm, einsum,
+attention) reuse each weight across rows and are compute bound like convolutions: they cost
+``conv_per_mac * macs + static_per_layer`` (no kernel padding). Layers the paper does not
 model (normalisation, activation, pooling, add, concat, ...) cost ``memory_per_byte * mem_bytes +
 static_per_layer``. Pure views (reshape, flatten, getitem) and graph inputs/outputs cost nothing.
 """
@@ -31,11 +35,13 @@ from pydantic import Field, model_validator
 
 from .config import StrictModel, load_toml_model, resolve_profile
 from .errors import ConfigError
+from .ops import NO_WORK_KINDS
 
 __all__ = [
     "CONV_KINDS",
+    "FC_KINDS",
     "FREE_KINDS",
-    "MATMUL_KINDS",
+    "GEMM_KINDS",
     "BoardInfo",
     "BoardProfile",
     "CostModel",
@@ -44,8 +50,9 @@ __all__ = [
 ]
 
 CONV_KINDS = frozenset({"conv"})
-MATMUL_KINDS = frozenset({"linear", "matmul", "attention"})
-FREE_KINDS = frozenset({"input", "output", "reshape", "shape"})
+FC_KINDS = frozenset({"linear"})
+GEMM_KINDS = frozenset({"matmul", "attention"})
+FREE_KINDS = NO_WORK_KINDS
 
 SCHEMA_VERSION = 1
 
@@ -80,7 +87,9 @@ class CostModel(StrictModel):
             return 0.0
         if kind in CONV_KINDS:
             return self.conv_per_mac * macs * self.padded_kernel_factor(kernels) + self.static_per_layer
-        if kind in MATMUL_KINDS:
+        if kind in GEMM_KINDS:
+            return self.conv_per_mac * macs + self.static_per_layer
+        if kind in FC_KINDS:
             return self.linear_per_mac * macs + self.static_per_layer
         return self.memory_per_byte * mem_bytes + self.static_per_layer
 
