@@ -20,6 +20,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """Energy-aware split computing and pruning for NVIDIA Jetson boards."""
+
+
 # Importing a command module registers its command on `app`.
 from . import estimate as _estimate  # noqa: E402,F401
 
@@ -27,21 +34,7 @@ from . import estimate as _estimate  # noqa: E402,F401
 def main() -> None:
     """Console-script entry point."""
     try:
-        app(standalone_mode=False)
+        app()
     except SplitpruneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
-        raise SystemExit(130) from None
-    except (typer.BadParameter, typer.Exit) as exc:  # pragma: no cover - handled below
-        raise exc
-    except Exception as exc:  # click usage errors arrive as ClickException
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        if isinstance(exc, click.exceptions.Exit):
-            raise SystemExit(exc.exit_code) from None
-        raise

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from ..errors import InputShapeError, SplitpruneError
+from ..files import write_atomic
 
 __all__ = ["emit_json", "fail", "parse_input_shape", "people", "write_atomic"]
 
 # Tables for people go to stdout; progress and warnings to stderr. With --json nothing but the
 # document is printed to stdout, so commands print their tables only when json_out is false.
-people = Console()
+people = Console(width=None if sys.stdout.isatty() else 150)
 status = Console(stderr=True)
 
 
@@ -31,23 +29,6 @@ def emit_json(document: dict[str, Any]) -> None:
     """Print ``document`` as the only thing on stdout."""
     sys.stdout.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
     sys.stdout.flush()
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def parse_input_shape(text: str | None, batch: int | None = None) -> tuple[int, ...] | None:

@@ -1,0 +1,161 @@
+"""Resolve a model spec into an ``nn.Module`` and a default input shape.
+
+Specs: ``torchvision:NAME`` (built with ``weights=None``; nothing is downloaded),
+``package.module:callable`` and ``path/to/file.py:callable``. The callable is called with no arguments
+and must return an ``nn.Module``. ``device="meta"`` builds the model without allocating or initialising
+weights, which is all that estimating needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib
+import importlib.util
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import ModelLoadError
+
+__all__ = ["LoadedModel", "load_model", "torchvision_classifiers"]
+
+DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A resolved model.
+
+    Attributes:
+        module: The network (in eval mode).
+        name: The spec it came from.
+        input_shape: The input shape to trace it with unless the user gives one.
+        device: ``meta`` when built without weights, else ``cpu``.
+    """
+
+    module: nn.Module
+    name: str
+    input_shape: tuple[int, ...]
+    device: str
+
+
+def load_model(spec: str, *, device: str = "cpu") -> LoadedModel:
+    """Build the model named by ``spec`` on ``device`` (``cpu`` or ``meta``).
+
+    Raises:
+        ModelLoadError: The spec is malformed, names nothing, or does not produce an ``nn.Module``.
+    """
+    if device not in ("cpu", "meta"):
+        raise ModelLoadError(f"device must be 'cpu' or 'meta', got {device!r}")
+    if ":" not in spec:
+        raise ModelLoadError(
+            f"bad model {spec!r}: use torchvision:NAME, package.module:callable or path/file.py:callable"
+        )
+    source, _, attr = spec.rpartition(":")
+    if source == "torchvision":
+        factory = _torchvision_factory(attr)
+        shape = _torchvision_input_shape(attr)
+    else:
+        factory = _callable_from(source, attr, spec)
+        shape = DEFAULT_INPUT_SHAPE
+    module = _build(factory, spec, device)
+    image_size = getattr(module, "image_size", None)  # ViTs are built for one resolution
+    if isinstance(image_size, int):
+        shape = (1, 3, image_size, image_size)
+    shape = tuple(getattr(module, "example_input_shape", shape))
+    module.eval()
+    return LoadedModel(module=module, name=spec, input_shape=shape, device=_device_of(module))
+
+
+def torchvision_classifiers() -> list[str]:
+    """Names of torchvision's classification models."""
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _torchvision_factory(name: str) -> Callable[[], Any]:
+    import torchvision
+
+    known = torchvision.models.list_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "see torchvision.models.list_models()"
+        raise ModelLoadError(f"unknown torchvision model {name!r}: {hint}")
+    return lambda: torchvision.models.get_model(name, weights=None)
+
+
+def _torchvision_input_shape(name: str) -> tuple[int, ...]:
+    """The resolution torchvision's default weights were evaluated at (read from metadata, no download)."""
+    import torchvision
+
+    try:
+        crop = torchvision.models.get_model_weights(name).DEFAULT.transforms().crop_size[0]
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return DEFAULT_INPUT_SHAPE
+    return (1, 3, int(crop), int(crop))
+
+
+def _callable_from(source: str, attr: str, spec: str) -> Callable[[], Any]:
+    if source.endswith(".py"):
+        path = Path(source)
+        if not path.is_file():
+            raise ModelLoadError(f"model file {source!r} not found: check the path in {spec!r}")
+        module_name = f"_splitprune_user_{path.stem}"
+        file_spec = importlib.util.spec_from_file_location(module_name, path)
+        if file_spec is None or file_spec.loader is None:
+            raise ModelLoadError(f"cannot import {source!r}: is it a Python file?")
+        namespace = importlib.util.module_from_spec(file_spec)
+        sys.modules[module_name] = namespace
+        _exec_user_code(lambda: file_spec.loader.exec_module(namespace), spec)  # type: ignore[union-attr]
+    else:
+        try:
+            namespace = importlib.import_module(source)
+        except ImportError as exc:
+            raise ModelLoadError(
+                f"cannot import {source!r} ({exc}); check the module path or PYTHONPATH"
+            ) from None
+    factory = getattr(namespace, attr, None)
+    if factory is None:
+        raise ModelLoadError(f"{source!r} has no attribute {attr!r}: check the name after ':' in {spec!r}")
+    if not callable(factory):
+        raise ModelLoadError(f"{spec!r} is not callable: point at a function or class returning an nn.Module")
+    return factory
+
+
+def _build(factory: Callable[[], Any], spec: str, device: str) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = None
+        if device == "meta":
+            # Some constructors compute on tensors (e.g. RegNet's widths); those fall back to CPU.
+            with contextlib.suppress(Exception), torch.device("meta"):
+                module = factory()
+        if module is None:
+            module = _exec_user_code(factory, spec)
+    if not isinstance(module, nn.Module):
+        raise ModelLoadError(
+            f"{spec!r} returned {type(module).__name__}, not an nn.Module: make the callable return the model"
+        )
+    return module
+
+
+def _exec_user_code(fn: Callable[[], Any], spec: str) -> Any:
+    try:
+        return fn()
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"building {spec!r} failed: {type(exc).__name__}: {exc}") from None
+
+
+def _device_of(module: nn.Module) -> str:
+    tensor = next(iter(module.parameters()), None)
+    return "meta" if tensor is not None and tensor.device.type == "meta" else "cpu"
