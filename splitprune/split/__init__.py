@@ -1,0 +1,23 @@
+"""Split-point optimisation: which layers run on the device and which on the server.
+
+- :mod:`.problem`: the problem as arrays, wire formats and :func:`evaluate` (the reference semantics).
+- :mod:`.mincut`: the unconstrained split as an s-t minimum cut (networkx).
+- :mod:`.milp`: the cvxpy/HiGHS model with parameters (LP relaxation or MILP with side constraints).
+- :mod:`.solve`: :class:`SplitOptions`, :class:`SplitSolver` and :func:`solve_split`.
+- :mod:`.policy`: the exact piecewise-constant bandwidth policy (:func:`bandwidth_policy`).
+- :mod:`.result`: :class:`SplitResult`, :class:`CutTensor`, :class:`InfeasibleSplitError`.
+"""
+
+from __future__ import annotations
+
+from .policy import BandwidthPolicy as BandwidthPolicy
+from .policy import bandwidth_policy as bandwidth_policy
+from .problem import SplitProblem as SplitProblem
+from .problem import WireFormat as WireFormat
+from .problem import evaluate as evaluate
+from .result import CutTensor as CutTensor
+from .result import InfeasibleSplitError as InfeasibleSplitError
+from .result import SplitResult as SplitResult
+from .solve import SplitOptions as SplitOptions
+from .solve import SplitSolver as SplitSolver
+from .solve import solve_split as solve_split
