@@ -358,7 +358,7 @@ def _rule_for(node: fx.Node, module: nn.Module | None) -> OpRule:
     if module is not None:
         return module_rule(module)
     if node.op == "call_method":
-        return method_rule(node.target)
+        return method_rule(str(node.target))
     return function_rule(node.target)
 
 
@@ -367,11 +367,12 @@ def _run(
 ) -> Any:
     if rule.same_shape and args and isinstance(args[0], torch.Tensor):
         return torch.empty_like(args[0])
-    if node.op == "call_module":
-        return runner.module(node.target, module, args, kwargs)
+    if module is not None:
+        return runner.module(str(node.target), module, args, kwargs)
     if node.op == "call_method":
         self_obj, *rest = args
-        return getattr(self_obj, node.target)(*rest, **kwargs)
+        return getattr(self_obj, str(node.target))(*rest, **kwargs)
+    assert callable(node.target)
     return node.target(*args, **kwargs)
 
 

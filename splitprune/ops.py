@@ -27,7 +27,7 @@ NO_WORK_KINDS = frozenset({"input", "output", "reshape", "identity", "shape"})
 class OpCall:
     """One traced op as a rule sees it: the leaf module (if any), meta arguments and output."""
 
-    module: nn.Module | None
+    module: Any  # the leaf nn.Module, or None for functions and methods
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     output: Any
@@ -90,29 +90,29 @@ class OpRule:
 def _conv_macs(call: OpCall) -> int:
     weight = call.module.weight if call.module is not None else call.arg(1, "weight")
     kernel_elems = math.prod(weight.shape[2:])
-    return _numel(call.output) * weight.shape[1] * kernel_elems
+    return _numel(call.output) * int(weight.shape[1]) * kernel_elems
 
 
 def _conv_transpose_macs(call: OpCall) -> int:
     weight = call.module.weight if call.module is not None else call.arg(1, "weight")
     kernel_elems = math.prod(weight.shape[2:])
-    return _numel(call.arg(0, "input")) * weight.shape[1] * kernel_elems
+    return _numel(call.arg(0, "input")) * int(weight.shape[1]) * kernel_elems
 
 
 def _linear_macs(call: OpCall) -> int:
     weight = call.module.weight if call.module is not None else call.arg(1, "weight")
-    return _numel(call.output) * weight.shape[-1]
+    return _numel(call.output) * int(weight.shape[-1])
 
 
 def _bilinear_macs(call: OpCall) -> int:
     weight = call.module.weight
-    return _numel(call.output) * weight.shape[1] * weight.shape[2]
+    return _numel(call.output) * int(weight.shape[1]) * int(weight.shape[2])
 
 
 def _matmul_macs_of(a: Any, out: Any) -> int:
     if not isinstance(a, torch.Tensor):
         return 0
-    return _numel(out) * a.shape[-1]
+    return _numel(out) * int(a.shape[-1])
 
 
 def _matmul_macs(call: OpCall) -> int:
@@ -134,13 +134,13 @@ def _einsum_macs(call: OpCall) -> int:
         if "..." in letters or not isinstance(tensor, torch.Tensor):
             return _numel(call.output)
         sizes.update(zip(letters, tensor.shape, strict=False))
-    return math.prod(sizes.values()) if len(operands) > 1 else 0
+    return int(math.prod(sizes.values())) if len(operands) > 1 else 0
 
 
 def _sdpa_macs(call: OpCall) -> int:
     q, k, v = call.arg(0, "query"), call.arg(1, "key"), call.arg(2, "value")
     rows = math.prod(q.shape[:-1])
-    return rows * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+    return int(rows * k.shape[-2] * (q.shape[-1] + v.shape[-1]))
 
 
 def _mha_macs(call: OpCall) -> int:
@@ -156,7 +156,7 @@ def _mha_macs(call: OpCall) -> int:
     e = mha.embed_dim
     projections = q_len * e * e + k_len * e * (mha.kdim + mha.vdim) + q_len * e * e
     attention = 2 * q_len * k_len * e
-    return batch * (projections + attention)
+    return int(batch * (projections + attention))
 
 
 def _swin_window_attention_macs(call: OpCall) -> int:
@@ -167,7 +167,7 @@ def _swin_window_attention_macs(call: OpCall) -> int:
     padded_w = math.ceil(width / window[1]) * window[1]
     tokens = batch * padded_h * padded_w
     window_tokens = window[0] * window[1]
-    return tokens * channels * 4 * channels + 2 * tokens * window_tokens * channels
+    return int(tokens * channels * 4 * channels + 2 * tokens * window_tokens * channels)
 
 
 # --- the tables ---------------------------------------------------------------------------------
