@@ -4,14 +4,17 @@ Method per point (a "block"): build the layer and random inputs on the device; w
 ``method.warmup_s``; time one call to choose ``reps``, the calls per window, so that a window lasts at
 least ``method.window_s`` and, for sampling sensors, holds ``method.min_samples`` samples; measure idle
 power for ``method.idle_s``; then ``method.windows`` independent windows, each synchronised before and
-after. Per-inference latency and gross/net (idle-subtracted) energy get a mean, a standard deviation and
-a 95 % Student-t interval over the windows. A bad reading (non-finite value, too few samples,
+after. Per-inference latency and gross/net (idle-subtracted) energy get a mean, a standard deviation, a
+95 % Student-t interval and a median over the windows (the median resists a window disturbed by another
+process). Points run in a seeded random order, so slow drifts (temperature, other load) do not line up
+with layer size. A bad reading (non-finite value, too few samples,
 non-positive net energy) is retried ``method.retries`` times and then written as ``flagged``.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -77,7 +80,8 @@ def summarize(values: list[float]) -> tuple[float, float, float]:
 
 def _stats(prefix: str, values: list[float]) -> dict[str, float]:
     mean, std, ci95 = summarize(values)
-    return {f"{prefix}_mean": mean, f"{prefix}_std": std, f"{prefix}_ci95": ci95}
+    median = statistics.median(values)
+    return {f"{prefix}_mean": mean, f"{prefix}_std": std, f"{prefix}_ci95": ci95, f"{prefix}_median": median}
 
 
 def _synchronize(device: str) -> None:
@@ -224,6 +228,7 @@ def run_sweep(
     log = SweepLog(out_path, env)
     started_s = time.perf_counter()
     todo = [p for p in grid.points if p.point_id not in log.done]
+    random.Random(method.seed).shuffle(todo)
     flagged = 0
     try:
         with tqdm(total=len(todo), unit="point", disable=not progress, dynamic_ncols=True) as bar:
