@@ -28,8 +28,8 @@ def _root() -> None:
 
 
 # Importing a command module registers its command on `app`.
-from . import estimate as _estimate  # noqa: E402,F401
 from . import calibrate as _calibrate  # noqa: E402,F401
+from . import estimate as _estimate  # noqa: E402,F401
 
 
 def main() -> None:
