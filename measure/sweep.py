@@ -4,11 +4,12 @@ Method per point (a "block"): build the layer and random inputs on the device; w
 ``method.warmup_s``; time one call to choose ``reps``, the calls per window, so that a window lasts at
 least ``method.window_s`` and, for sampling sensors, holds ``method.min_samples`` samples; measure idle
 power for ``method.idle_s``; then ``method.windows`` independent windows, each synchronised before and
-after. Per-inference latency and gross/net (idle-subtracted) energy get a mean, a standard deviation, a
-95 % Student-t interval and a median over the windows (the median resists a window disturbed by another
-process). Points run in a seeded random order, so slow drifts (temperature, other load) do not line up
-with layer size. A bad reading (non-finite value, too few samples,
-non-positive net energy) is retried ``method.retries`` times and then written as ``flagged``.
+after. Per-inference energy is the window's mean power (gross, or net of idle power) times the time
+the calls took, divided by ``reps``. Latency and gross/net energy get a mean, a standard deviation, a
+95 % Student-t interval and a median over the windows (the median resists a window disturbed by
+another process). Points run in a seeded random order, so slow drifts (temperature, other load) do not
+line up with layer size. A bad reading (non-finite value, too few samples, non-positive net energy) is
+retried ``method.retries`` times and then written as ``flagged``.
 """
 
 from __future__ import annotations
@@ -69,10 +70,10 @@ class SweepSummary:
 
 def summarize(values: list[float]) -> tuple[float, float, float]:
     """Mean, sample standard deviation and 95 % interval half-width (Student t) of ``values``."""
-    mean = statistics.fmean(values)
+    mean = math.fsum(values) / len(values)
     if len(values) < 2:
         return mean, math.nan, math.nan
-    std = statistics.stdev(values)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
     dof = len(values) - 1
     t95 = _T95[dof - 1] if dof <= len(_T95) else 1.96
     return mean, std, t95 * std / math.sqrt(len(values))
@@ -80,7 +81,7 @@ def summarize(values: list[float]) -> tuple[float, float, float]:
 
 def _stats(prefix: str, values: list[float]) -> dict[str, float]:
     mean, std, ci95 = summarize(values)
-    median = statistics.median(values)
+    median = statistics.median(values) if all(map(math.isfinite, values)) else math.nan
     return {f"{prefix}_mean": mean, f"{prefix}_std": std, f"{prefix}_ci95": ci95, f"{prefix}_median": median}
 
 
@@ -142,11 +143,13 @@ def _attempt(call: Callable[[], Any], reps: int, sensor: PowerSensor, method: Me
         latencies.append(elapsed_s / reps)
         samples.append(m.samples)
         if sensor.measures_energy:
-            energy_j = math.nan if m.energy_j is None else m.energy_j
-            gross.append(energy_j / reps)
+            # mean window power x the time the work took: the sensor's window also spans the
+            # thread start/stop around the work, which must not be charged to the layer
+            power_w = math.nan if m.mean_power_w is None else m.mean_power_w
             idle = math.nan if idle_w is None else idle_w
-            net.append((energy_j - idle * m.duration_s) / reps)
-            powers.append(m.mean_power_w if m.mean_power_w is not None else math.nan)
+            gross.append(power_w * elapsed_s / reps)
+            net.append((power_w - idle) * elapsed_s / reps)
+            powers.append(power_w)
     row: dict[str, Any] = {"reps": reps, "windows": method.windows, "samples_min": min(samples)}
     row.update(_stats("latency_s", latencies))
     problem = ""
@@ -156,7 +159,7 @@ def _attempt(call: Callable[[], Any], reps: int, sensor: PowerSensor, method: Me
         row.update(_stats("energy_j", gross))
         row.update(_stats("net_energy_j", net))
         row["idle_power_w"] = idle_w
-        row["mean_power_w"] = statistics.fmean(powers)
+        row["mean_power_w"] = math.fsum(powers) / len(powers)
         if not all(math.isfinite(v) for v in gross + net):
             problem = "non-finite energy (NaN reading)"
         elif min(samples) < method.min_samples:

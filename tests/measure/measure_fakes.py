@@ -1,0 +1,79 @@
+"""Fake hardware for the measure tests: INA3221 sysfs trees driven by a scripted clock."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+PowerFn = Callable[[float], float]
+
+
+def total_power_w(t_s: float) -> float:
+    """Module power: 5 W plus a 3 W sine of period 50 ms."""
+    return 5.0 + 3.0 * math.sin(2 * math.pi * t_s / 0.05)
+
+
+def total_energy_j(t0_s: float, t1_s: float) -> float:
+    """Analytic integral of :func:`total_power_w`."""
+    k = 2 * math.pi / 0.05
+    return 5.0 * (t1_s - t0_s) - 3.0 / k * (math.cos(k * t1_s) - math.cos(k * t0_s))
+
+
+def gpu_power_w(t_s: float) -> float:
+    """GPU rail: a ramp from 2 W."""
+    return 2.0 + 10.0 * t_s
+
+
+class ScriptedClock:
+    """A clock that advances 1 ms per call and first writes every rail's reading for the new time."""
+
+    def __init__(self, writers: list[Callable[[float], None]], step_s: float = 1e-3) -> None:
+        self.t_s = 0.0
+        self.step_s = step_s
+        self.writers = writers
+        self.calls: list[float] = []
+
+    def __call__(self) -> float:
+        self.t_s += self.step_s
+        for write in self.writers:
+            write(self.t_s)
+        self.calls.append(self.t_s)
+        return self.t_s
+
+
+def _write(path: Path, value: float) -> None:
+    path.write_text(f"{round(value)}\n")
+
+
+def make_hwmon_tree(root: Path, rails: dict[str, PowerFn]) -> list[Callable[[float], None]]:
+    """JetPack 5 layout under bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon3 (5 V bus)."""
+    hwmon = root / "bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon3"
+    hwmon.mkdir(parents=True)
+    (hwmon / "name").write_text("ina3221\n")
+    writers = []
+    for n, (label, power) in enumerate(rails.items(), start=1):
+        (hwmon / f"in{n}_label").write_text(f"{label}\n")
+        _write(hwmon / f"in{n}_input", 5000)
+        current = hwmon / f"curr{n}_input"
+        writers.append(lambda t, f=current, p=power: _write(f, p(t) / 5.0 * 1000))
+    # a channel without a label (the "sum" channel on some boards) must be ignored
+    _write(hwmon / "in7_input", 5000)
+    for write in writers:
+        write(0.0)
+    return writers
+
+
+def make_iio_tree(root: Path, rails: dict[str, PowerFn]) -> list[Callable[[float], None]]:
+    """JetPack 4 layout under bus/i2c/devices/0-0041/iio:device1 (power in mW)."""
+    iio = root / "bus/i2c/devices/0-0041/iio:device1"
+    iio.mkdir(parents=True)
+    (iio / "name").write_text("ina3221x\n")
+    writers = []
+    for n, (label, power) in enumerate(rails.items()):
+        (iio / f"rail_name_{n}").write_text(f"{label}\n")
+        target = iio / f"in_power{n}_input"
+        writers.append(lambda t, f=target, p=power: _write(f, p(t) * 1000))
+    for write in writers:
+        write(0.0)
+    return writers

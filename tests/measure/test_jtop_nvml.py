@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import sys
+import time
+import types
+from importlib.util import find_spec
+
+import pynvml
+import pytest
+from measure_fakes import ScriptedClock, total_energy_j, total_power_w
+
+from measure import JtopSensor, NvmlSensor, SensorError
+
+
+class FakeJtop:
+    """Shaped like a started ``jtop.jtop`` client (jetson-stats 4): only ``power`` and ``close``."""
+
+    def __init__(self) -> None:
+        self.t_s = 0.0
+        self.closed = False
+
+    def set_time(self, t_s: float) -> None:
+        self.t_s = t_s
+
+    @property
+    def power(self) -> dict:
+        total_mw = total_power_w(self.t_s) * 1e3
+        return {
+            "rail": {
+                "VDD_GPU_SOC": {"online": True, "power": 2000, "avg": 123456},
+                "VDD_CPU_CV": {"online": True, "power": 1000, "avg": 123456},
+                "VDD_SOC": {"online": True, "power": 500, "avg": 1},
+            },
+            # avg is a running (new + old) / 2: wildly off here, so using it would fail the test
+            "tot": {"power": total_mw, "avg": 10 * total_mw, "name": "VDD_IN"},
+        }
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_jtop_integrates_instantaneous_power_not_avg():
+    client = FakeJtop()
+    clock = ScriptedClock([client.set_time])
+    sensor = JtopSensor(client=client, interval_s=0.002, clock=clock)
+    assert sensor.rails() == ["VDD_IN", "VDD_GPU_SOC", "VDD_CPU_CV"]
+    sensor.begin_window()
+    first = len(clock.calls) - 1
+    time.sleep(0.1)
+    m = sensor.end_window()
+    t0, t1 = clock.calls[first], clock.calls[-1]
+    assert m.energy_j == pytest.approx(total_energy_j(t0, t1), rel=0.01)
+    assert m.rail_energy_j["VDD_GPU_SOC"] == pytest.approx(2.0 * (t1 - t0))
+    sensor.close()
+    assert not client.closed  # a client passed in belongs to the caller
+
+
+def test_jtop_missing_package_fails_cleanly(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(sys.modules, "jtop", None)  # import jtop -> ImportError
+    with pytest.raises(SensorError, match="jetson-stats is not installed") as info:
+        JtopSensor()
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(find_spec("jtop") is not None, reason="jetson-stats is installed here")
+def test_real_jtop_import_fails_cleanly_off_board():
+    with pytest.raises(SensorError, match="pip install jetson-stats"):
+        JtopSensor()
+
+
+def test_jtop_service_not_running(monkeypatch: pytest.MonkeyPatch):
+    class Client:
+        def __init__(self, interval: float) -> None:
+            self.interval = interval
+
+        def start(self) -> None:
+            raise RuntimeError("The jtop.service is not active")
+
+    monkeypatch.setitem(sys.modules, "jtop", types.SimpleNamespace(jtop=Client))
+    with pytest.raises(SensorError, match="systemctl restart jtop.service"):
+        JtopSensor()
+
+
+@pytest.fixture
+def nvml(mocker):
+    mocker.patch("pynvml.nvmlInit", autospec=True)
+    mocker.patch("pynvml.nvmlShutdown", autospec=True)
+    mocker.patch("pynvml.nvmlDeviceGetHandleByIndex", autospec=True, return_value="gpu-handle")
+    return mocker
+
+
+def test_nvml_uses_the_energy_counter_on_volta_and_newer(nvml):
+    nvml.patch("pynvml.nvmlDeviceGetPowerUsage", autospec=True, return_value=50_000)
+    counter = nvml.patch(
+        "pynvml.nvmlDeviceGetTotalEnergyConsumption", autospec=True, side_effect=[7, 1_000, 4_500]
+    )
+    sensor = NvmlSensor(index=0, interval_s=0.002)
+    assert sensor.uses_energy_counter
+    sensor.begin_window()
+    time.sleep(0.03)
+    m = sensor.end_window()
+    sensor.close()
+    assert m.energy_j == pytest.approx(3.5)  # (4500 - 1000) mJ
+    assert m.mean_power_w == pytest.approx(3.5 / m.duration_s)
+    assert counter.call_count == 3
+    assert pynvml.nvmlShutdown.call_count == 1
+    assert sensor.describe()["sensor_energy_source"] == "total-energy counter"
+
+
+def test_nvml_samples_power_without_a_counter(nvml):
+    state = {"t": 0.0}
+    clock = ScriptedClock([lambda t: state.update(t=t)])
+    nvml.patch(
+        "pynvml.nvmlDeviceGetPowerUsage",
+        autospec=True,
+        side_effect=lambda handle: int(total_power_w(state["t"]) * 1e3),
+    )
+    nvml.patch(
+        "pynvml.nvmlDeviceGetTotalEnergyConsumption",
+        autospec=True,
+        side_effect=pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED),
+    )
+    sensor = NvmlSensor(interval_s=0.002, clock=clock)
+    assert not sensor.uses_energy_counter
+    sensor.begin_window()
+    first = len(clock.calls) - 1
+    time.sleep(0.1)
+    m = sensor.end_window()
+    assert m.energy_j == pytest.approx(total_energy_j(clock.calls[first], clock.calls[-1]), rel=0.01)
+
+
+def test_nvml_without_a_gpu_is_a_one_line_error(mocker):
+    mocker.patch(
+        "pynvml.nvmlInit", autospec=True, side_effect=pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+    )
+    with pytest.raises(SensorError, match="NVML cannot read GPU 0"):
+        NvmlSensor()
+
+
+def test_nvml_missing_package(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    with pytest.raises(SensorError, match="pip install nvidia-ml-py"):
+        NvmlSensor()
