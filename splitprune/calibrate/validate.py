@@ -89,11 +89,11 @@ def validate(data: SweepData, profile: BoardProfile, *, metric: str | None = Non
     metric = metric or ("energy" if data.has_energy else "latency")
     if metric not in TABLES:
         raise DataError(f"unknown metric {metric!r}: use energy or latency")
-    if metric == "energy" and not data.has_energy:
-        raise DataError(f"{data.path} has no energy (no power sensor); use --metric latency")
     fitted = str((profile.fit_quality or {}).get("metrics_fitted", "energy_j,latency_s"))
     if TABLES[metric] not in fitted.split(","):
         raise DataError(f"profile {profile.name} has no measured {TABLES[metric]} table; use another metric")
+    if metric == "energy" and not data.has_energy:
+        raise DataError(f"{data.path} has no energy (no power sensor); use --metric latency")
     basis = str((profile.fit_quality or {}).get("energy_basis", "net"))
     networks = data.network_rows
     if not networks:

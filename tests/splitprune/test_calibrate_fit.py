@@ -1,0 +1,268 @@
+"""calibrate on synthetic sweeps: coefficient recovery, profile writing, validation and bad CSVs."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from measure.record import SweepLog
+from splitprune.board import CostModel, load_board
+from splitprune.calibrate import calibrate, fit_cost_model, profile_toml, read_sweep, validate
+from splitprune.cli import main
+from splitprune.errors import DataError
+
+TRUE_LATENCY = {
+    "conv_per_mac": 2.0e-11,
+    "conv_kernel_granularity": 32,
+    "linear_per_mac": 1.0e-10,
+    "memory_per_byte": 5.0e-11,
+    "static_per_layer": 1.0e-5,
+}
+ENV = {"board": "Fake Jetson", "device": "cuda", "device_name": "fake", "dtype": "fp32", "batch": 1}
+ENV |= {"threads": 1, "torch": "2.x", "nvpmodel": "MAXN", "started_at": "2026-01-01T00:00:00+00:00"}
+
+
+def _layers(rng: np.random.Generator) -> list[dict]:
+    layers = []
+    for k in (8, 16, 24, 25, 40, 47, 48, 64, 72, 96, 100, 128, 160, 200):
+        for macs in (2e6, 3e7, 4e8):
+            layers.append(
+                {"kind": "conv", "macs": int(macs * rng.uniform(0.8, 1.2)), "mem_bytes": 10**6, "kernels": k}
+            )
+    for macs in (1e4, 2.5e5, 4e6, 3e7):
+        layers.append({"kind": "linear", "macs": int(macs), "mem_bytes": int(4 * macs), "kernels": 0})
+    for kind in ("bn", "act", "add", "pool"):
+        for mem in (4e4, 8e5, 1e7):
+            layers.append(
+                {"kind": kind, "macs": 0, "mem_bytes": int(mem * rng.uniform(0.8, 1.2)), "kernels": 0}
+            )
+    return layers
+
+
+def _write_csv(
+    path: Path, coefficients: dict, *, noise: float, energy: dict | None = None, seed: int = 0
+) -> None:
+    rng = np.random.default_rng(seed)
+    latency = CostModel(**coefficients)
+    power = CostModel(**energy) if energy else None
+    log = SweepLog(path, {**ENV, "sensor": "ina3221" if energy else "none"})
+    for i, layer in enumerate(_layers(rng)):
+        sizes = {k: layer[k] for k in ("macs", "mem_bytes", "kernels")}
+        row = {"run_id": log.run_id, "point_id": f"p{i}", "op": layer["kind"], "status": "ok", **layer}
+        row["input_shape"] = "1x8x8x8"
+        row["latency_s_median"] = latency.layer_cost(layer["kind"], **sizes) * math.exp(rng.normal(0, noise))
+        row["latency_s_mean"] = row["latency_s_median"]
+        if power is not None:
+            net = power.layer_cost(layer["kind"], **sizes) * math.exp(rng.normal(0, noise))
+            row["net_energy_j_median"] = net
+            row["energy_j_median"] = net + 2.0 * row["latency_s_median"]  # 2 W idle
+        log.append(row)
+    log.append(
+        {"run_id": log.run_id, "point_id": "flagged", "kind": "conv", "status": "flagged", "note": "NaN"}
+    )
+    for name in ("torchvision:resnet18", "torchvision:mobilenet_v2"):
+        log.append(
+            {
+                "run_id": log.run_id,
+                "point_id": f"network:{name}",
+                "op": "network",
+                "kind": "network",
+                "network": name,
+                "input_shape": "1x3x224x224",
+                "status": "ok",
+                "latency_s_median": 0.05,
+                "energy_j_median": 0.5 if energy else None,
+                "net_energy_j_median": 0.4 if energy else None,
+            }
+        )
+    log.close()
+
+
+@pytest.mark.parametrize("g", [1, 8, 32])
+def test_fit_recovers_synthetic_coefficients_within_2_percent(tmp_path: Path, g: int):
+    truth = {**TRUE_LATENCY, "conv_kernel_granularity": g}
+    path = tmp_path / "sweep.csv"
+    _write_csv(path, truth, noise=0.01)
+    data = read_sweep(path)
+    result = calibrate(data, name="fake", metric="latency")
+    fit = result.fits["latency_s"]
+    assert fit.coefficients["conv_kernel_granularity"] == g
+    for key in ("conv_per_mac", "linear_per_mac", "memory_per_byte", "static_per_layer"):
+        assert fit.coefficients[key] == pytest.approx(truth[key], rel=0.02), key
+    assert fit.cv_mape["all"] < 0.03 and fit.cv_r2["all"] > 0.99
+    assert fit.points == len(data.layer_rows)  # network and flagged rows are never fitted
+
+
+def test_noise_free_fit_is_exact_and_wrong_granularities_score_worse():
+    rng = np.random.default_rng(1)
+    layers = _layers(rng)
+    model = CostModel(**TRUE_LATENCY)
+    y = [
+        model.layer_cost(r["kind"], macs=r["macs"], mem_bytes=r["mem_bytes"], kernels=r["kernels"])
+        for r in layers
+    ]
+    fit = fit_cost_model(
+        [r["kind"] for r in layers], [r["macs"] for r in layers], [r["mem_bytes"] for r in layers],
+        [r["kernels"] for r in layers], y,
+    )  # fmt: skip
+    assert fit.coefficients["conv_per_mac"] == pytest.approx(2.0e-11, rel=1e-6)
+    assert fit.cv_mape["all"] < 1e-6
+    assert all(score > 1e-3 for g, score in fit.granularity_cv_mape.items() if g != "32")
+    assert set(fit.cv_mape) == {"conv", "linear", "memory", "all"}
+
+
+def test_profile_roundtrips_with_provenance_and_placeholders(tmp_path: Path):
+    path = tmp_path / "sweep.csv"
+    _write_csv(path, TRUE_LATENCY, noise=0.0)
+    data = read_sweep(path)
+    result = calibrate(data, name="cpu-box", metric="latency")
+    out = tmp_path / "cpu_box.toml"
+    out.write_text(profile_toml(result))
+    profile = load_board(out)
+    assert profile == result.profile
+    assert profile.provenance.kind == "measured"
+    assert data.sha256 in profile.provenance.summary and "MAXN" in profile.provenance.summary
+    assert profile.board.power_mode == "MAXN" and profile.board.device == "cuda"
+    assert profile.latency_s.conv_kernel_granularity == 32
+    assert profile.fit_quality["metrics_fitted"] == "latency_s"
+    assert profile.fit_quality["latency_s_cv_mape"]["conv"] < 1e-6
+    # the energy table was not measured: zeros, and said so everywhere
+    assert profile.energy_j.conv_per_mac == 0.0
+    assert all(
+        v.startswith("NOT MEASURED") for k, v in profile.provenance.values.items() if k.startswith("energy_j")
+    )
+    assert "[energy_j] is NOT MEASURED" in out.read_text()
+    with pytest.raises(DataError, match="no measured energy_j"):
+        validate(data, profile, metric="energy")
+
+
+def test_energy_and_latency_fitted_together(tmp_path: Path):
+    energy = {**TRUE_LATENCY, "conv_per_mac": 1.5e-10, "linear_per_mac": 8e-10, "static_per_layer": 3e-5}
+    path = tmp_path / "sweep.csv"
+    _write_csv(path, TRUE_LATENCY, noise=0.005, energy=energy)
+    result = calibrate(read_sweep(path), name="board", metric="both")
+    assert result.unmeasured == ()
+    assert result.profile.energy_j.conv_per_mac == pytest.approx(1.5e-10, rel=0.02)
+    assert result.profile.energy_j.static_per_layer == pytest.approx(3e-5, rel=0.02)
+    gross = calibrate(read_sweep(path), name="board", metric="energy", energy_basis="gross")
+    assert gross.profile.energy_j.static_per_layer > 3e-5  # idle power is charged to every layer
+    assert gross.unmeasured == ("latency_s",)
+
+
+def test_energy_needs_a_power_sensor(tmp_path: Path):
+    path = tmp_path / "sweep.csv"
+    _write_csv(path, TRUE_LATENCY, noise=0.0)
+    with pytest.raises(DataError, match="sensor 'none' measures time only"):
+        calibrate(read_sweep(path), name="x", metric="both")
+
+
+def test_validate_predicts_networks_with_the_graph(tmp_path: Path):
+    path = tmp_path / "sweep.csv"
+    _write_csv(path, TRUE_LATENCY, noise=0.0)
+    data = read_sweep(path)
+    profile = calibrate(data, name="x", metric="latency").profile
+    result = validate(data, profile)
+    assert [r.name for r in result.rows] == ["torchvision:resnet18", "torchvision:mobilenet_v2"]
+    resnet = result.rows[0]
+    # resnet18: 1.82 GMAC of convolutions at 2e-11 s/MAC (64-channel multiples: no padding) dominate
+    assert 1.82e9 * 2e-11 < resnet.predicted < 1.82e9 * 2e-11 * 1.2
+    assert resnet.error == pytest.approx(resnet.predicted / 0.05 - 1)
+    assert result.mape == pytest.approx(np.mean([abs(r.error) for r in result.rows]))
+    doc = result.to_dict()
+    assert set(doc["rows"][0]) >= {"name", "measured", "predicted", "error"} and "mape" in doc
+
+
+def _cli(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["splitprune", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_calibrate_validate_and_plots(tmp_path: Path, monkeypatch, capsys):
+    path = tmp_path / "sweep.csv"
+    _write_csv(path, TRUE_LATENCY, noise=0.01)
+    out, plot = tmp_path / "p.toml", tmp_path / "fit.png"
+    code, stdout, err = _cli(
+        monkeypatch, capsys, "calibrate", str(path), "--name", "x", "--out", str(out),
+        "--metric", "latency", "--plot", str(plot), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(stdout)
+    assert doc["unmeasured"] == ["energy_j"] and "not measured" in err
+    assert load_board(out).latency_s.conv_kernel_granularity == 32
+    assert plot.stat().st_size > 10_000
+    vplot = tmp_path / "val.png"
+    code, stdout, err = _cli(
+        monkeypatch, capsys, "validate", str(path), "--board", str(out), "--json", "--plot", str(vplot)
+    )
+    assert code == 0, err
+    assert len(json.loads(stdout)["rows"]) == 2 and vplot.stat().st_size > 10_000
+    code, stdout, err = _cli(monkeypatch, capsys, "validate", str(path), "--board", str(out))
+    assert code == 0 and "MAPE" in stdout
+    code, _, err = _cli(monkeypatch, capsys, "calibrate", str(path), "--name", "x", "--out", str(out))
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+
+
+HEADER_LINE = (
+    "run_id,point_id,op,kind,network,input_shape,macs,mem_bytes,kernels,status,"
+    "latency_s_median,energy_j_median,net_energy_j_median"
+)
+ROW = "r1,p1,conv,conv,,1x3x8x8,100,10,8,ok,0.001,,"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,b\n1,2\n", "not a sweep CSV"),
+        ("# splitprune-measure sweep v1\n", "no rows"),
+        ("# splitprune-measure sweep v1\nrun_id,point_id\nr1,p\n", "no column 'op'|no column 'kind'"),
+        (f"# splitprune-measure sweep v1\n{HEADER_LINE}\n{ROW},extra\n", "fields, expected"),
+        (
+            f"# splitprune-measure sweep v1\n{HEADER_LINE}\n{ROW.replace('0.001', 'fast')}\n",
+            "'fast' is not a number",
+        ),
+        (f"# splitprune-measure sweep v1\n{HEADER_LINE}\n{ROW.replace('0.001', 'nan')}\n", "non-finite"),
+        (
+            f"# splitprune-measure sweep v1\n{HEADER_LINE}\n{ROW.replace('100', '1e3')}\n",
+            "'1e3' is not a number",
+        ),
+        (f"# splitprune-measure sweep v1\n{HEADER_LINE}\n{ROW}\n{ROW}\n", "point p1 also on line 3"),
+        (
+            f"# splitprune-measure sweep v1\n{HEADER_LINE}\n{ROW.replace(',ok,', ',done,')}\n",
+            "neither ok nor flagged",
+        ),
+        (
+            f"# splitprune-measure sweep v1\n{HEADER_LINE}\n{ROW.replace(',ok,', ',flagged,')}\n",
+            "no good rows",
+        ),
+        (
+            f"# splitprune-measure sweep v1\n# run r1 {{bad json\n{HEADER_LINE}\n{ROW}\n",
+            "malformed run header",
+        ),
+    ],
+)
+def test_malformed_csvs_give_one_line_errors(tmp_path: Path, text: str, message: str):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message) as info:
+        read_sweep(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_csv_and_too_few_layers(tmp_path: Path):
+    with pytest.raises(DataError, match="cannot read"):
+        read_sweep(tmp_path / "none.csv")
+    path = tmp_path / "few.csv"
+    path.write_text(f"# splitprune-measure sweep v1\n{HEADER_LINE}\n{ROW}\n")
+    with pytest.raises(DataError, match="at least 8 layer rows"):
+        calibrate(read_sweep(path), name="x", metric="latency")
