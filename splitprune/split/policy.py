@@ -174,7 +174,7 @@ def bandwidth_policy(
         segments = _grid(lines, lam_lo, lam_hi, samples)
     p = solver.problem
     pieces = []
-    for lam_a, lam_b, x in reversed(segments):  # ascending rate = descending lam
+    for lam_a, lam_b, x in reversed(_merge(segments)):  # ascending rate = descending lam
         low, high = 1.0 / lam_b, 1.0 / lam_a
         if x is None:
             pieces.append(PolicyPiece(low, high, False, (), (), 0, 0.0, math.nan, math.nan))
@@ -191,6 +191,21 @@ def bandwidth_policy(
         exact=exact, solves=lines.solves, solve_time_s=time.perf_counter() - start,
         all_local=lines.line(p.all_local()), full_offload=lines.line(p.full_offload()),
     )
+
+
+def _merge(segments: list) -> list:
+    """Join neighbouring segments with the same placement."""
+    merged: list = []
+    for lam_a, lam_b, x in segments:
+        if merged and _same(merged[-1][2], x):
+            merged[-1] = (merged[-1][0], lam_b, x)
+        else:
+            merged.append((lam_a, lam_b, x))
+    return merged
+
+
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
 
 
 def _envelope(lines: _Lines, lo: float, x_lo: np.ndarray, hi: float, x_hi: np.ndarray) -> list:
@@ -215,9 +230,7 @@ def _grid(lines: _Lines, lo: float, hi: float, samples: int) -> list:
     """Segments from a log grid in lam, with every change located by bisection (rel. 1e-6)."""
     grid = np.geomspace(lo, hi, max(samples, 2))
     xs = [lines.best(float(lam)) for lam in grid]
-
-    def same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
-        return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+    same = _same
 
     segments, start = [], float(grid[0])
     for i in range(len(grid) - 1):

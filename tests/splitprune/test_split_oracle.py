@@ -9,8 +9,13 @@ from splitprune.link import LinkFigures
 from splitprune.split import SplitProblem
 
 
-def random_dag(seed: int, n: int = 9, *, max_preds: int = 3) -> tuple[nx.DiGraph, list[str]]:
-    """A random DAG with one input and an output node reading every sink."""
+def random_dag(
+    seed: int, n: int = 9, *, max_preds: int = 3, window: int | None = None
+) -> tuple[nx.DiGraph, list[str]]:
+    """A random DAG with one input and an output node reading every sink.
+
+    ``window`` limits predecessors to the previous ``window`` nodes (short skips, like real nets).
+    """
     rng = np.random.default_rng(seed)
     g = nx.DiGraph()
     names = [f"v{i}" for i in range(n)]
@@ -23,8 +28,9 @@ def random_dag(seed: int, n: int = 9, *, max_preds: int = 3) -> tuple[nx.DiGraph
             out_bytes=int(rng.integers(0, 20000)), param_bytes=int(rng.integers(0, 5000)),
             is_tensor=bool(rng.random() > 0.1),
         )
-        k = int(rng.integers(1, min(i, max_preds) + 1))
-        for p in rng.choice(i, size=k, replace=False):
+        first = 0 if window is None else max(0, i - window)
+        k = int(rng.integers(1, min(i - first, max_preds) + 1))
+        for p in rng.choice(np.arange(first, i), size=k, replace=False):
             g.add_edge(names[int(p)], names[i])
     g.add_node("output", kind="output", energy_j=0.0, latency_s=0.0, out_bytes=400)
     for v in names:

@@ -1,0 +1,177 @@
+"""``splitprune split``: where to cut a model between the Jetson and a server, for a link."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import SplitpruneError
+from . import app
+from .common import emit_json, parse_input_shape, people, status
+
+__all__ = ["parse_rate_range", "split"]
+
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
+
+
+def _rate(text: str) -> float:
+    match = re.fullmatch(r"\s*([0-9.]+(?:e[+-]?[0-9]+)?)\s*([kmg]?)\s*", text.lower())
+    if not match:
+        raise ValueError(text)
+    return float(match.group(1)) * _SUFFIX[match.group(2)]
+
+
+def parse_rate_range(text: str) -> tuple[float, float, int]:
+    """Parse ``LOW:HIGH[:N]`` in bit/s (suffixes k, M, G allowed) into ``(low, high, n)``."""
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError(text)
+        low, high = _rate(parts[0]), _rate(parts[1])
+        n = int(parts[2]) if len(parts) == 3 else 64
+    except ValueError:
+        raise SplitpruneError(
+            f"bad --sweep-bandwidth {text!r}: use LOW:HIGH[:N] in bit/s, e.g. 1k:10G or 1e5:1e9:50"
+        ) from None
+    if not (0 < low < high) or n < 2:
+        raise SplitpruneError(f"bad --sweep-bandwidth {text!r}: need 0 < LOW < HIGH and N >= 2")
+    return low, high, n
+
+
+@app.command()
+def split(
+    model: Annotated[str, typer.Argument(help="torchvision:NAME, package.module:fn or file.py:fn")],
+    board: Annotated[str, typer.Option(help="Board profile: tx2, xavier-nx or a .toml")] = "tx2",
+    link: Annotated[str, typer.Option(help="Link profile: wifi, lte, 5g, ble or a .toml")] = "wifi",
+    server: Annotated[
+        str | None, typer.Option(help="Server profile (gpu-server or a .toml); default: free server")
+    ] = None,
+    objective: Annotated[str, typer.Option(help="energy, latency or weighted")] = "energy",
+    alpha: Annotated[float, typer.Option(help="Weight of energy in the weighted objective")] = 0.5,
+    deadline_ms: Annotated[float | None, typer.Option(help="End-to-end latency limit, ms")] = None,
+    energy_budget_mj: Annotated[float | None, typer.Option(help="Device energy limit, mJ")] = None,
+    memory_mb: Annotated[float | None, typer.Option(help="Device memory limit (weights + peak), MB")] = None,
+    wire: Annotated[str, typer.Option(help="fp32, fp16, int8 or ratio:R")] = "fp32",
+    rate_bps: Annotated[float | None, typer.Option(help="Uplink rate overriding the link's, bit/s")] = None,
+    downlink: Annotated[bool, typer.Option(help="Also charge receiving the result")] = False,
+    sweep_bandwidth: Annotated[
+        str | None, typer.Option(help="LOW:HIGH[:N] bit/s: the optimal split for every rate")
+    ] = None,
+    input_shape: Annotated[str | None, typer.Option(help="Input shape like 1,3,224,224")] = None,
+    method: Annotated[str, typer.Option(help="auto, milp, lp or mincut")] = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="Print only a JSON document on stdout")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of the trade-off (and the policy)")] = None,
+    export: Annotated[Path | None, typer.Option(help="Write head/tail programs and a manifest here")] = None,
+) -> None:
+    """Find the device/server split of MODEL that minimises device energy (or latency) over a link."""
+    import torch
+
+    from ..board import load_board
+    from ..energy import annotate
+    from ..graph import trace
+    from ..link import load_link, load_server
+    from ..models import load_model
+    from ..split import SplitOptions, SplitProblem, SplitSolver, WireFormat, bandwidth_policy
+
+    profile, link_profile = load_board(board), load_link(link)
+    server_profile = load_server(server) if server is not None else None
+    options = SplitOptions(
+        objective=objective, alpha=alpha,
+        deadline_s=None if deadline_ms is None else deadline_ms / 1e3,
+        energy_budget_j=None if energy_budget_mj is None else energy_budget_mj / 1e3,
+        memory_bytes=None if memory_mb is None else memory_mb * 1e6,
+        downlink=downlink, method=method, cross_check=method == "auto",
+    )
+    sweep = parse_rate_range(sweep_bandwidth) if sweep_bandwidth is not None else None
+    fmt = WireFormat.parse(wire)
+    if rate_bps is not None and not rate_bps > 0:
+        raise SplitpruneError(f"--rate-bps must be positive, got {rate_bps}")
+    loaded = load_model(model, device="cpu" if export is not None else "meta")
+    shape = parse_input_shape(input_shape) or tuple(loaded.input_shape)
+    example = torch.randn(shape) if export is not None else torch.empty(shape, device="meta")
+    graph = annotate(trace(loaded.module, example, name=model), profile)
+    problem = SplitProblem.from_digraph(
+        graph.nx, graph.order, inputs=graph.inputs, output=graph.output, wire=fmt, server=server_profile
+    )
+    solver = SplitSolver(problem)
+    result = solver.solve(link_profile.figures(rate_bps), options)
+    from dataclasses import replace
+
+    result = replace(result, model=model, board=graph.board, link_name=link_profile.name,
+                     server=None if server_profile is None else server_profile.name)
+    policy = None
+    if sweep is not None:
+        policy = bandwidth_policy(solver, link_profile, sweep[0], sweep[1], options=options,
+                                  samples=sweep[2])
+    document: dict[str, Any] = result.to_dict()
+    if policy is not None:
+        document["policy"] = policy.to_dict()
+    if export is not None:
+        from ..export import export_split
+
+        wire_bytes = {c.name: c.wire_bytes for c in result.cut}
+        export_split(graph.gm, result.device_nodes, (example,), export, model=model,
+                     wire_bytes=wire_bytes)
+        document["export"] = str(export)
+        status.print(f"head, tail and manifest written to {export}")
+    if plot is not None:
+        from ..plots.split import plot_split
+
+        plot_split(result, plot, policy=policy, samples=sweep[2] if sweep else 64)
+        status.print(f"plot written to {plot}")
+    if json_out:
+        emit_json(document)
+    else:
+        _print_report(result, policy)
+
+
+def _print_report(result: Any, policy: Any) -> None:
+    from rich.table import Table
+
+    m = result.metrics
+    people.print(
+        f"[bold]{result.model}[/] on {result.board} over {result.link_name} at "
+        f"{result.link.rate_bps / 1e6:.3g} Mbit/s, wire {result.wire}, objective {result.objective}"
+    )
+    if result.cut:
+        table = Table(title=f"tensors sent ({len(result.cut)})")
+        for column in ("tensor", "kind", "shape", "native KB", "wire KB", "server consumers"):
+            table.add_column(column, justify="right" if "KB" in column else "left")
+        for c in result.cut:
+            table.add_row(c.name, c.kind, " ".join("x".join(map(str, s)) for s in c.shapes),
+                          f"{c.out_bytes / 1024:,.1f}", f"{c.wire_bytes / 1024:,.1f}",
+                          ", ".join(c.consumers))
+        people.print(table)
+        people.print(f"device runs {len(result.device_nodes)} of {len(result.nodes)} nodes")
+    else:
+        people.print("all local: nothing is sent")
+    people.print(
+        f"energy: device {m.device_energy_j * 1e3:.3f} mJ + transmission "
+        f"{m.transmission_energy_j * 1e3:.3f} mJ = {m.total_energy_j * 1e3:.3f} mJ"
+    )
+    people.print(
+        f"latency: device {m.device_latency_s * 1e3:.3f} ms + transfer "
+        f"{m.transfer_latency_s * 1e3:.3f} ms + server {m.server_latency_s * 1e3:.3f} ms = "
+        f"{m.latency_s * 1e3:.3f} ms; {m.bytes_sent / 1024:,.1f} KB sent; "
+        f"device memory {m.memory_bytes / 1e6:.2f} MB"
+    )
+    for label, base in (("all-local", result.all_local), ("full offload", result.full_offload)):
+        s = result.savings(base)
+        people.print(
+            f"vs {label} ({base.total_energy_j * 1e3:.3f} mJ, {base.latency_s * 1e3:.3f} ms): "
+            f"saves {s['energy_j'] * 1e3:.3f} mJ ({100 * s['energy_fraction']:.1f} %), "
+            f"{s['latency_s'] * 1e3:.3f} ms ({100 * s['latency_fraction']:.1f} %)"
+        )
+    people.print(f"solver {result.solver} ({result.status}) in {result.solve_time_s * 1e3:.1f} ms")
+    if policy is not None:
+        table = Table(title=f"bandwidth policy ({'exact' if policy.exact else 'grid + bisection'})")
+        for column in ("from Mbit/s", "to Mbit/s", "tensors sent", "KB sent", "device mJ"):
+            table.add_column(column, justify="left" if column == "tensors sent" else "right")
+        for p in policy.pieces:
+            table.add_row(f"{p.low_bps / 1e6:.4g}", f"{p.high_bps / 1e6:.4g}",
+                          (", ".join(p.cut) or "(all local)") if p.feasible else "(infeasible)",
+                          f"{p.bytes_sent / 1024:,.1f}", f"{p.device_energy_j * 1e3:.3f}")
+        people.print(table)
