@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -159,8 +159,6 @@ def bandwidth_policy(
     if not (0 < low_bps < high_bps and math.isfinite(high_bps)):
         raise SplitpruneError(f"bad bandwidth range {low_bps:g}:{high_bps:g}; give 0 < LOW < HIGH")
     options = options or SplitOptions()
-    if options.method == "auto" and not options.limits():
-        options = replace(options, method="mincut")
     start = time.perf_counter()
     lines = _Lines(solver, link, options)
     lam_lo, lam_hi = 1.0 / high_bps, 1.0 / low_bps
