@@ -46,6 +46,8 @@ class Method:
         idle_s: Seconds of idle power measured before every point (sampling sensors only).
         retries: Extra attempts at a point whose reading is bad before it is flagged.
         seed: Seed of the random inputs and weights.
+        rotate_bytes: Bytes of distinct weight and input copies that layer calls cycle through (at
+            least twice the last-level cache makes every call read from memory); 0 re-runs one copy.
     """
 
     device: str = "cuda"
@@ -59,6 +61,7 @@ class Method:
     idle_s: float = 1.0
     retries: int = 2
     seed: int = 0
+    rotate_bytes: int = 0
 
 
 @dataclass(frozen=True)

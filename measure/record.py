@@ -44,6 +44,7 @@ COLUMNS = (
     "mem_bytes",
     "kernels",
     "reps",
+    "copies",
     "windows",
     "samples_min",
     "status",

@@ -5,15 +5,18 @@ Method per point (a "block"): build the layer and random inputs on the device; w
 least ``method.window_s`` and, for sampling sensors, holds ``method.min_samples`` samples; measure idle
 power for ``method.idle_s``; then ``method.windows`` independent windows, each synchronised before and
 after. Per-inference energy is the window's mean power (gross, or net of idle power) times the time
-the calls took, divided by ``reps``. Latency and gross/net energy get a mean, a standard deviation, a
-95 % Student-t interval and a median over the windows (the median resists a window disturbed by
-another process). Points run in a seeded random order, so slow drifts (temperature, other load) do not
-line up with layer size. A bad reading (non-finite value, too few samples, non-positive net energy) is
-retried ``method.retries`` times and then written as ``flagged``.
+the calls took, divided by ``reps``. With ``method.rotate_bytes`` the calls cycle through distinct
+copies of the layer's weights and inputs (that many bytes in all), so caches are as cold as inside a
+network, where every weight is read once per inference. Latency and gross/net energy get a mean, a
+standard deviation, a 95 % Student-t interval and a median over the windows (the median resists a
+window disturbed by another process). Points run in a seeded random order, so slow drifts
+(temperature, other load) do not line up with layer size. A bad reading (non-finite value, too few
+samples, non-positive net energy) is retried ``method.retries`` times and then written as ``flagged``.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import statistics
@@ -40,6 +43,7 @@ _T95 = (
     2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
 )  # fmt: skip
 
+_MAX_COPIES = 256
 _DTYPES = {"fp32": (torch.float32, 4), "fp16": (torch.float16, 2)}
 
 
@@ -111,7 +115,24 @@ def _prepare(point: Point, method: Method) -> tuple[Callable[[], Any], dict[str,
     module = module.to(device=method.device, dtype=dtype).eval()
     inputs = tuple(t.to(device=method.device, dtype=dtype) for t in inputs)
     info["input_shape"] = "x".join(str(d) for d in info["input_shape"])
-    return (lambda: module(*inputs)), info
+    copies = 1
+    if point.op != "network" and method.rotate_bytes > 0:
+        footprint = sum(t.numel() * t.element_size() for t in (*module.parameters(), *inputs))
+        copies = max(1, min(_MAX_COPIES, math.ceil(method.rotate_bytes / max(footprint, 1))))
+    info["copies"] = copies
+    if copies == 1:
+        return (lambda: module(*inputs)), info
+    # Cycle through distinct copies of the weights and inputs, more bytes than the last-level cache,
+    # so that every call reads them from memory as a layer inside a network does.
+    modules = [module] + [copy.deepcopy(module) for _ in range(copies - 1)]
+    batches = [inputs] + [tuple(torch.randn_like(t) for t in inputs) for _ in range(copies - 1)]
+    state = {"i": 0}
+
+    def call() -> Any:
+        i = state["i"] = (state["i"] + 1) % copies
+        return modules[i](*batches[i])
+
+    return call, info
 
 
 def _window(call: Callable[[], Any], reps: int, sensor: PowerSensor, device: str) -> tuple[float, Any]:

@@ -18,10 +18,17 @@ from measure.ina3221 import discover_rails
 from measure.sensors import NullSensor
 
 
-def _measure(sensor: Ina3221Sensor, clock: ScriptedClock, wall_s: float = 0.15):
+def _wait_for_samples(clock: ScriptedClock, count: int, timeout_s: float = 20.0) -> None:
+    """Wait until the sampling thread has taken ``count`` samples (a loaded machine is slow)."""
+    deadline = time.monotonic() + timeout_s
+    while len(clock.calls) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _measure(sensor: Ina3221Sensor, clock: ScriptedClock, samples: int = 40):
+    first = len(clock.calls)  # begin_window's own sample is the window's first
     sensor.begin_window()
-    first = len(clock.calls) - 1
-    time.sleep(wall_s)
+    _wait_for_samples(clock, first + samples)
     measurement = sensor.end_window()
     return measurement, clock.calls[first], clock.calls[-1]
 
@@ -55,8 +62,8 @@ def test_integrated_energy_matches_analytic_integral(sysfs: Path, layout: str, t
 def test_second_window_is_independent(sysfs: Path):
     clock = ScriptedClock(make_hwmon_tree(sysfs, {"VDD_IN": total_power_w}))
     sensor = Ina3221Sensor(sysfs_root=sysfs, interval_s=0.002, clock=clock)
-    _measure(sensor, clock, 0.05)
-    m, t0, t1 = _measure(sensor, clock, 0.05)
+    _measure(sensor, clock, 20)
+    m, t0, t1 = _measure(sensor, clock, 20)
     assert m.energy_j == pytest.approx(total_energy_j(t0, t1), rel=0.01)
 
 

@@ -12,6 +12,13 @@ from measure_fakes import ScriptedClock, total_energy_j, total_power_w
 from measure import JtopSensor, NvmlSensor, SensorError
 
 
+def _wait_for_samples(clock: ScriptedClock, count: int, timeout_s: float = 20.0) -> None:
+    """Wait until the sampling thread has taken ``count`` samples (a loaded machine is slow)."""
+    deadline = time.monotonic() + timeout_s
+    while len(clock.calls) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 class FakeJtop:
     """Shaped like a started ``jtop.jtop`` client (jetson-stats 4): only ``power`` and ``close``."""
 
@@ -44,9 +51,9 @@ def test_jtop_integrates_instantaneous_power_not_avg():
     clock = ScriptedClock([client.set_time])
     sensor = JtopSensor(client=client, interval_s=0.002, clock=clock)
     assert sensor.rails() == ["VDD_IN", "VDD_GPU_SOC", "VDD_CPU_CV"]
+    first = len(clock.calls)  # begin_window's own sample is the window's first
     sensor.begin_window()
-    first = len(clock.calls) - 1
-    time.sleep(0.1)
+    _wait_for_samples(clock, first + 40)
     m = sensor.end_window()
     t0, t1 = clock.calls[first], clock.calls[-1]
     assert m.energy_j == pytest.approx(total_energy_j(t0, t1), rel=0.01)
@@ -122,9 +129,9 @@ def test_nvml_samples_power_without_a_counter(nvml):
     )
     sensor = NvmlSensor(interval_s=0.002, clock=clock)
     assert not sensor.uses_energy_counter
+    first = len(clock.calls)  # begin_window's own sample is the window's first
     sensor.begin_window()
-    first = len(clock.calls) - 1
-    time.sleep(0.1)
+    _wait_for_samples(clock, first + 40)
     m = sensor.end_window()
     assert m.energy_j == pytest.approx(total_energy_j(clock.calls[first], clock.calls[-1]), rel=0.01)
 

@@ -48,6 +48,7 @@ def test_sweep_writes_one_complete_row_per_point(tmp_path: Path):
         assert float(row["latency_s_mean"]) > 0 and float(row["latency_s_std"]) >= 0
         assert row["energy_j_mean"] == ""  # time-only sensor: no energy, not zero
         assert int(row["reps"]) >= 1 and int(row["windows"]) == 2
+        assert int(row["copies"]) > 1  # tiny layers cycle through copies (rotate_bytes = 64 KiB)
     conv = next(
         r
         for r in rows
