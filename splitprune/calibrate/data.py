@@ -19,8 +19,8 @@ from ..errors import DataError
 
 __all__ = ["MAGIC", "SweepData", "SweepRow", "read_sweep"]
 
-_NEEDED = ("point_id", "kind", "network", "input_shape", "macs", "mem_bytes", "kernels", "status")
-_NEEDED += ("latency_s_median", "energy_j_median", "net_energy_j_median")
+_NEEDED: tuple[str, ...] = ("point_id", "kind", "network", "input_shape", "macs", "mem_bytes", "kernels")
+_NEEDED += ("status", "latency_s_median", "energy_j_median", "net_energy_j_median")
 
 MAGIC = "# splitprune-measure sweep v1"
 

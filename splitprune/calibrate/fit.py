@@ -38,7 +38,7 @@ def group_of(kind: str) -> str:
 
 
 def _design(
-    kinds: Sequence[str], macs: np.ndarray, mem: np.ndarray, kernels: np.ndarray, g: int
+    kinds: Sequence[str] | np.ndarray, macs: np.ndarray, mem: np.ndarray, kernels: np.ndarray, g: int
 ) -> np.ndarray:
     """Columns: conv_per_mac, linear_per_mac, memory_per_byte, static_per_layer (cost = X @ theta)."""
     x = np.zeros((len(kinds), 4))
@@ -117,9 +117,14 @@ class FitResult:
 
     def cost_model(self) -> CostModel:
         """The coefficients as a validated :class:`CostModel`."""
-        values = dict(self.coefficients)
-        values["conv_kernel_granularity"] = int(values["conv_kernel_granularity"])
-        return CostModel(**values)
+        c = self.coefficients
+        return CostModel(
+            conv_per_mac=c["conv_per_mac"],
+            conv_kernel_granularity=int(c["conv_kernel_granularity"]),
+            linear_per_mac=c["linear_per_mac"],
+            memory_per_byte=c["memory_per_byte"],
+            static_per_layer=c["static_per_layer"],
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON."""

@@ -44,12 +44,12 @@ def calibrate(
         return
     from rich.table import Table
 
-    table = Table(title=f"{result.profile.name} -> {out}")
+    grid = Table(title=f"{result.profile.name} -> {out}")
     for column in ("table", "g", "conv /MAC", "FC /MAC", "memory /B", "static", "CV MAPE", "CV R²"):
-        table.add_column(column, justify="left" if column == "table" else "right")
+        grid.add_column(column, justify="left" if column == "table" else "right")
     for key, fit in result.fits.items():
         c = fit.coefficients
-        table.add_row(
+        grid.add_row(
             key,
             str(int(c["conv_kernel_granularity"])),
             f"{c['conv_per_mac']:.3e}",
@@ -59,7 +59,7 @@ def calibrate(
             " ".join(f"{g} {v:.0%}" for g, v in fit.cv_mape.items()),
             f"{fit.cv_r2['all']:.3f}",
         )
-    people.print(table)
+    people.print(grid)
     people.print(f"check it on whole networks: splitprune validate {csv_path} --board {out}")
 
 

@@ -42,7 +42,7 @@ def plot_calibration(data: SweepData, calibration: Calibration, path: Path) -> P
             members = [r for r in convs if r.kernels % g == mode]
             mac_ax.scatter(
                 [r.macs for r in members],
-                [r.value(metric, basis) * factor for r in members],
+                [(r.value(metric, basis) or 0.0) * factor for r in members],
                 s=14,
                 color=color,
                 label=f"conv, K mod {g} = {mode}" if g > 1 else "conv",
@@ -52,7 +52,7 @@ def plot_calibration(data: SweepData, calibration: Calibration, path: Path) -> P
             mac_ax.plot(line, (slope * line + model.static_per_layer) * factor, color=color, lw=1)
         fcs = [r for r in rows if group_of(r.kind) == "linear"]
         mac_ax.scatter(
-            [r.macs for r in fcs], [r.value(metric, basis) * factor for r in fcs], s=14, c="tab:red"
+            [r.macs for r in fcs], [(r.value(metric, basis) or 0.0) * factor for r in fcs], s=14, c="tab:red"
         )
         fc_line = (model.linear_per_mac * line + model.static_per_layer) * factor
         mac_ax.plot(line, fc_line, color="tab:red", lw=1, label="fully connected")
@@ -65,7 +65,7 @@ def plot_calibration(data: SweepData, calibration: Calibration, path: Path) -> P
             members = [r for r in memory if r.kind == kind]
             mem_ax.scatter(
                 [r.mem_bytes for r in members],
-                [r.value(metric, basis) * factor for r in members],
+                [(r.value(metric, basis) or 0.0) * factor for r in members],
                 s=14,
                 label=kind,
             )
