@@ -1,0 +1,231 @@
+"""Analytic cost of a traced model as a function of its conv and linear channel counts.
+
+Re-tracing after every candidate removal would cost a trace per channel, so the pruner scores and
+accounts candidates on this model instead and re-traces once per step to confirm (the traced,
+annotated graph stays the number that is reported and checked against the budget).
+
+Every node of the traced graph keeps its traced sizes; a conv or linear node's MACs scale with its
+module's current input and output channels, its kernel count is its output channels, and every other
+node scales its MACs and bytes with the channel fraction it receives from its first input (a
+concatenation weighs its inputs by their channel counts). The cost is the board's ``layer_cost``, so
+at the traced channel counts the model gives exactly what :func:`splitprune.annotate` gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from torch import nn
+
+from ..board import CostModel
+from ..graph import LayerGraph
+
+__all__ = ["ChannelModel", "ChannelState", "Counts"]
+
+Counts = dict[str, tuple[int, int]]
+"""Module name -> (input channels, output channels) that differ from the module's current ones."""
+
+
+class _Fractions(Protocol):
+    def __getitem__(self, i: int, /) -> float: ...
+
+
+@dataclass(frozen=True)
+class _Node:
+    kind: str
+    macs: float
+    mem_bytes: float
+    kernels: int
+    preds: tuple[int, ...]
+    pred_channels: tuple[int, ...]  # channel count each input had when traced (for concatenation)
+    module: str  # name of the conv/linear module this node calls, else ""
+    base_in: int = 0  # per-group input channels (conv) or in_features (linear) when traced
+    base_out: int = 0
+    depthwise: bool = False
+
+
+@dataclass
+class ChannelState:
+    """Channel counts under a set of hypothetical removals, with per-node fractions and costs.
+
+    Attributes:
+        counts: Modules whose channel counts differ from the live model's.
+        frac: Fraction of its traced channels each node outputs.
+        cost: Cost of each node (J or s, the cost model's unit).
+    """
+
+    counts: Counts
+    frac: list[float]
+    cost: list[float]
+    total: float = field(default=0.0)
+
+
+class ChannelModel:
+    """Cost of ``graph`` under changed channel counts (see the module docstring).
+
+    Args:
+        graph: The model traced at its current channel counts.
+        model: The traced model; conv and linear modules are read for their channel counts.
+        cost: The board's cost model for the metric to account (energy or latency).
+    """
+
+    def __init__(self, graph: LayerGraph, model: nn.Module, cost: CostModel) -> None:
+        self.cost_model = cost
+        self.modules: dict[str, nn.Module] = {}
+        index = {name: i for i, name in enumerate(graph.order)}
+        nodes: list[_Node] = []
+        users: dict[str, list[int]] = {}
+        for i, name in enumerate(graph.order):
+            attrs = graph.nx.nodes[name]
+            preds = tuple(index[p] for p in graph.nx.predecessors(name))
+            pred_channels = tuple(
+                _channels(graph.nx.nodes[p]["output_shapes"]) for p in graph.nx.predecessors(name)
+            )
+            module_name, base_in, base_out, depthwise = "", 0, 0, False
+            if attrs["module"] and attrs["target"] == attrs["module"]:
+                module = model.get_submodule(attrs["module"])
+                if isinstance(module, nn.modules.conv._ConvNd):
+                    module_name = attrs["module"]
+                    depthwise = module.groups == module.in_channels and module.groups > 1
+                    base_in = module.in_channels // module.groups
+                    base_out = module.out_channels
+                elif isinstance(module, nn.Linear):
+                    module_name = attrs["module"]
+                    base_in, base_out = module.in_features, module.out_features
+                if module_name:
+                    self.modules[module_name] = module
+                    users.setdefault(module_name, []).append(i)
+            nodes.append(
+                _Node(
+                    kind=attrs["kind"],
+                    macs=float(attrs["macs"]),
+                    mem_bytes=float(attrs["mem_bytes"]),
+                    kernels=int(attrs["kernels"]),
+                    preds=preds,
+                    pred_channels=pred_channels,
+                    module=module_name,
+                    base_in=base_in,
+                    base_out=base_out,
+                    depthwise=depthwise,
+                )
+            )
+        self.nodes = nodes
+        self.users = users
+        self._succ = [[index[s] for s in graph.nx.successors(name)] for name in graph.order]
+        self._affected_cache: dict[frozenset[str], list[int]] = {}
+
+    # -- channel counts ------------------------------------------------------------------------
+    def current(self, module_name: str) -> tuple[int, int]:
+        """Live (input channels, output channels) of a conv or linear module."""
+        module = self.modules[module_name]
+        if isinstance(module, nn.Linear):
+            return module.in_features, module.out_features
+        assert isinstance(module, nn.modules.conv._ConvNd)
+        return module.in_channels, module.out_channels
+
+    def _node_cost(
+        self, node: _Node, frac: _Fractions, counts: Mapping[str, tuple[int, int]]
+    ) -> tuple[float, float]:
+        """Return (output channel fraction, cost) of one node."""
+        if node.module:
+            cin, cout = counts.get(node.module) or self.current(node.module)
+            out_frac = cout / node.base_out if node.base_out else 1.0
+            if isinstance(self.modules[node.module], nn.Linear):
+                in_frac = cin / node.base_in if node.base_in else 1.0
+            elif node.depthwise:
+                in_frac = 1.0
+            else:
+                groups = self.modules[node.module].groups  # type: ignore[union-attr]
+                in_frac = (cin / groups) / node.base_in if node.base_in else 1.0
+            macs = node.macs * in_frac * out_frac
+            kernels = cout if node.kind == "conv" else 0
+            cost = self.cost_model.layer_cost(
+                node.kind, macs=round(macs), mem_bytes=round(node.mem_bytes * out_frac), kernels=kernels
+            )
+            return out_frac, cost
+        if not node.preds:
+            out_frac = 1.0
+        elif node.kind == "cat" and sum(node.pred_channels) > 0:
+            out_frac = sum(frac[p] * c for p, c in zip(node.preds, node.pred_channels, strict=True)) / sum(
+                node.pred_channels
+            )
+        else:
+            out_frac = frac[node.preds[0]]
+        cost = self.cost_model.layer_cost(
+            node.kind,
+            macs=round(node.macs * out_frac),
+            mem_bytes=round(node.mem_bytes * out_frac),
+            kernels=node.kernels,
+        )
+        return out_frac, cost
+
+    def state(self, counts: Counts | None = None) -> ChannelState:
+        """Evaluate every node under ``counts`` (default: the live model)."""
+        counts = dict(counts or {})
+        frac = [1.0] * len(self.nodes)
+        cost = [0.0] * len(self.nodes)
+        for i, node in enumerate(self.nodes):
+            frac[i], cost[i] = self._node_cost(node, frac, counts)
+        return ChannelState(counts=counts, frac=frac, cost=cost, total=sum(cost))
+
+    def affected(self, module_names: Iterable[str]) -> list[int]:
+        """Nodes whose cost can change when the channels of ``module_names`` change, in order."""
+        key = frozenset(module_names)
+        cached = self._affected_cache.get(key)
+        if cached is not None:
+            return cached
+        seen: set[int] = set()
+        stack = [i for name in key for i in self.users.get(name, [])]
+        while stack:
+            i = stack.pop()
+            if i in seen:
+                continue
+            seen.add(i)
+            for s in self._succ[i]:
+                if not self.nodes[s].module:  # the channel fraction flows on to the next conv/linear
+                    stack.append(s)
+                else:
+                    seen.add(s)  # its input channels changed; its output fraction did not
+        result = sorted(seen)
+        self._affected_cache[key] = result
+        return result
+
+    def delta(self, state: ChannelState, changes: Counts, *, commit: bool = False) -> float:
+        """Cost change when ``changes`` are applied on top of ``state`` (negative = saving).
+
+        With ``commit`` the changes are written into ``state``.
+        """
+        counts = {**state.counts, **changes}
+        touched = self.affected(changes)
+        new_frac: dict[int, float] = {}
+        diff = 0.0
+        for i in touched:
+            f, c = self._node_cost(self.nodes[i], _Overlay(state.frac, new_frac), counts)
+            new_frac[i] = f
+            diff += c - state.cost[i]
+            if commit:
+                state.cost[i] = c
+        if commit:
+            for i, f in new_frac.items():
+                state.frac[i] = f
+            state.counts = counts
+            state.total += diff
+        return diff
+
+
+class _Overlay:
+    """Read-through view of a fraction list with some entries replaced."""
+
+    def __init__(self, base: list[float], new: dict[int, float]) -> None:
+        self.base, self.new = base, new
+
+    def __getitem__(self, i: int) -> float:
+        return self.new.get(i, self.base[i])
+
+
+def _channels(shapes: list[tuple[int, ...]]) -> int:
+    if shapes and len(shapes[0]) >= 2:
+        return int(shapes[0][1])
+    return 0

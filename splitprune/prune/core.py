@@ -1,0 +1,434 @@
+"""The budget loop: progressive global channel pruning until the board estimate meets the budget.
+
+Every step (1) re-traces and annotates the model, so the number checked against the budget is always
+the board model on the traced, pruned graph; (2) scores every channel of every coupled group; (3)
+takes the lowest-scoring chunks of channels across all groups until the step has saved its share
+(``step_fraction`` of the baseline) or would end the step inside ``[1 - tolerance, 1] x budget``,
+with the savings computed by :class:`~.channels.ChannelModel`; (4) prunes them through
+torch-pruning's dependency graph. A chunk is ``round_to`` channels (and the first chunk of a layer
+whose width is not a multiple brings it to one), so widths stay on the board's kernel tiles. When no
+whole chunk fits between the budget and the tolerance floor, the last steps remove single channels.
+The guards (ignored layers, ``min_channels``, ``max_ratio`` against the original width) bound every
+chunk, so no layer ever passes them, not even within one step.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from ..board import BoardProfile
+from ..energy import annotate
+from ..graph import LayerGraph, trace
+from .budget import Budget, BudgetError
+from .channels import ChannelModel, ChannelState, Counts
+from .groups import (
+    GroupSpec,
+    UnsupportedModelError,
+    autograd_visible,
+    build_dependency,
+    check_supported,
+    group_spec,
+    output_layers,
+)
+from .importance import IMPORTANCES, EnergyAwareImportance, base_importance
+from .result import PruneResult, layer_rows
+
+__all__ = ["PruneOptions", "prune_to_budget"]
+
+Finetune = Callable[[nn.Module], None]
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    """Knobs of :func:`prune_to_budget` (defaults suit ImageNet-size CNNs).
+
+    Attributes:
+        round_to: Keep widths at multiples of this; None uses the board's kernel granularity.
+        ignore: Extra module names whose output channels are never pruned.
+        ignore_output_layers: Leave the layers that produce the model output (the classifier).
+        min_channels: No pruned layer keeps fewer output channels than this.
+        max_ratio: No layer loses more than this fraction of its original output channels.
+        step_fraction: Share of the baseline estimate removed per step (smaller: more re-scoring).
+        tolerance: The result lands in ``[1 - tolerance, 1] x budget``.
+        saliency: Base saliency of the ``energy`` importance: ``magnitude`` or ``taylor`` (needs data).
+        taylor_batches: Batches of ``data`` whose gradients feed the Taylor scores at each step.
+        finetune_every: Call the fine-tune hook after every this many steps (0: only at the end).
+        max_steps: Safety stop for the loop.
+        seed: Seed for the ``random`` importance.
+    """
+
+    round_to: int | None = None
+    ignore: tuple[str, ...] = ()
+    ignore_output_layers: bool = True
+    min_channels: int = 4
+    max_ratio: float = 0.9
+    step_fraction: float = 0.025
+    tolerance: float = 0.03
+    saliency: Literal["magnitude", "taylor"] = "magnitude"
+    taylor_batches: int = 2
+    finetune_every: int = 0
+    max_steps: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.round_to is not None and self.round_to < 1:
+            raise BudgetError(f"round_to must be at least 1, got {self.round_to}")
+        if not 0 < self.max_ratio <= 1:
+            raise BudgetError(f"max_ratio must be in (0, 1], got {self.max_ratio}")
+        if not 0 < self.tolerance < 1 or not 0 < self.step_fraction <= 1:
+            raise BudgetError("tolerance and step_fraction must be in (0, 1)")
+
+
+@dataclass
+class _Group:
+    tp_group: Any
+    spec: GroupSpec
+    floor: int
+    scores: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+
+
+def prune_to_budget(
+    model: nn.Module,
+    example_inputs: torch.Tensor | tuple[torch.Tensor, ...],
+    board: BoardProfile,
+    budget: float | str | Budget,
+    *,
+    importance: str = "energy",
+    options: PruneOptions | None = None,
+    finetune: Finetune | None = None,
+    data: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    name: str | None = None,
+) -> PruneResult:
+    """Prune ``model`` in place until its estimate on ``board`` is at or just under ``budget``.
+
+    Args:
+        model: A CNN (real weights, on the device of ``example_inputs``).
+        example_inputs: One input batch (or a tuple), used for tracing and torch-pruning.
+        board: The board profile whose cost model defines energy and latency.
+        budget: A fraction of the baseline energy (``0.5``), or a :class:`Budget` / string such as
+            ``"0.08J"`` or ``"12ms"``.
+        importance: ``energy`` (saliency per joule), ``magnitude``, ``taylor`` or ``random``.
+        options: Guards, rounding and loop settings.
+        finetune: Called with the model after pruning (and every ``finetune_every`` steps).
+        data: Re-iterable ``(inputs, targets)`` batches for Taylor saliency.
+        loss_fn: Loss for Taylor saliency (default: cross entropy).
+        name: Model name for reports.
+
+    Returns:
+        The report; ``result.model`` is ``model``, pruned.
+
+    Raises:
+        BudgetError: The budget is malformed or below what the guards allow.
+        UnsupportedModelError: torch-pruning cannot prune this model safely.
+    """
+    opts = options or PruneOptions()
+    spec = Budget.parse(budget)
+    inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    if importance not in IMPORTANCES:
+        raise BudgetError(f"unknown importance {importance!r}; choose one of {', '.join(IMPORTANCES)}")
+    needs_data = importance == "taylor" or (importance == "energy" and opts.saliency == "taylor")
+    if needs_data and data is None:
+        raise BudgetError("Taylor saliency needs data: pass data=[(inputs, targets), ...]")
+    started = time.perf_counter()
+    cost = board.energy_j if spec.metric == "energy_j" else board.latency_s
+    round_to = opts.round_to or board.energy_j.conv_kernel_granularity
+
+    before = _estimate(model, inputs, board, name)
+    params_before = sum(p.numel() for p in model.parameters())
+    check_supported(before)
+    baseline = _metric(before, spec.metric)
+    target = spec.resolve(baseline)
+    ignored = _ignored(model, before, opts)
+    ignored_modules = [model.get_submodule(n) for n in ignored]
+    dg = build_dependency(model, inputs)
+    names = {module: n for n, module in model.named_modules()}
+    init_out = {n: _out_channels(m) for n, m in model.named_modules() if _out_channels(m)}
+    scorer = _Scorer(importance, opts, model, dg, names, data=data, loss_fn=loss_fn)
+
+    graph, value, trajectory, notes = before, baseline, [baseline], []
+    fine = round_to == 1
+    steps = 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(opts.seed)
+        while value > target:
+            if steps >= opts.max_steps:
+                raise BudgetError(f"no convergence after {steps} steps; raise step_fraction")
+            cmodel = ChannelModel(graph, model, cost)
+            groups = _groups(dg, ignored_modules, names, init_out, opts)
+            if steps == 0:
+                _check_reachable(cmodel, groups, target, spec, opts)
+            scorer.score(groups, cmodel, cost.conv_kernel_granularity)
+            lower = target * (1 - 0.9 * opts.tolerance)
+            quota = min(value - target * (1 - 0.5 * opts.tolerance), opts.step_fraction * baseline)
+            taken = _select(groups, cmodel, 1 if fine else round_to, quota, lower)
+            if not taken and not fine:
+                fine = True
+                continue
+            if not taken:
+                taken = _select(groups, cmodel, 1, value - target, float("-inf"))
+                notes.append("no removal landed inside the tolerance; the last step went lower")
+                if not taken:
+                    raise BudgetError(
+                        f"cannot go below {value:.4g} with these guards; raise the budget or loosen "
+                        "min_channels / max_ratio / ignored layers"
+                    )
+            _apply(dg, groups, taken)
+            steps += 1
+            graph = _estimate(model, inputs, board, name)
+            value = _metric(graph, spec.metric)
+            trajectory.append(value)
+            if finetune is not None and opts.finetune_every and steps % opts.finetune_every == 0:
+                finetune(model)
+    if fine and round_to > 1 and steps:
+        notes.append("the last steps removed single channels to land in the tolerance window")
+    _check_runs(model, inputs, before)
+    if finetune is not None:
+        finetune(model)
+    rows = layer_rows(before, graph, board)
+    return PruneResult(
+        model=model,
+        model_name=name or type(model).__name__,
+        board=board.name,
+        importance=importance,
+        metric=spec.metric,
+        budget=target,
+        energy_before_j=before.total_energy_j,
+        energy_after_j=graph.total_energy_j,
+        latency_before_s=before.total_latency_s,
+        latency_after_s=graph.total_latency_s,
+        macs_before=before.total_macs,
+        macs_after=graph.total_macs,
+        params_before=params_before,
+        params_after=sum(p.numel() for p in model.parameters()),
+        channels_before=sum(init_out.values()),
+        channels_after=sum(_out_channels(m) for m in model.modules()),
+        padding_before_j=sum(r.padding_before_j for r in rows),
+        padding_after_j=sum(r.padding_after_j for r in rows),
+        round_to=round_to,
+        kernel_granularity=board.energy_j.conv_kernel_granularity,
+        steps=steps,
+        trajectory=tuple(trajectory),
+        within_tolerance=target * (1 - opts.tolerance) <= value <= target,
+        ignored_layers=tuple(ignored),
+        pruning_history=tuple(
+            (str(m), bool(o), tuple(int(i) for i in idx)) for m, o, idx in dg.pruning_history()
+        ),
+        elapsed_s=time.perf_counter() - started,
+        layers=rows,
+        notes=tuple(dict.fromkeys(notes)),
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _estimate(
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], board: BoardProfile, name: str | None
+) -> LayerGraph:
+    graph = trace(model, inputs, name=name or type(model).__name__)
+    return annotate(graph, board)
+
+
+def _metric(graph: LayerGraph, metric: str) -> float:
+    return graph.total_energy_j if metric == "energy_j" else graph.total_latency_s
+
+
+def _out_channels(module: nn.Module) -> int:
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return int(module.out_channels)
+    if isinstance(module, nn.Linear):
+        return int(module.out_features)
+    return 0
+
+
+def _ignored(model: nn.Module, graph: LayerGraph, opts: PruneOptions) -> list[str]:
+    names = dict(model.named_modules())
+    for name in opts.ignore:
+        if name not in names:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(names), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise BudgetError(f"--ignore {name!r} is not a module of the model{hint}")
+    default = output_layers(graph) if opts.ignore_output_layers else []
+    return list(dict.fromkeys([*default, *opts.ignore]))
+
+
+def _groups(
+    dg: Any,
+    ignored: list[nn.Module],
+    names: dict[nn.Module, str],
+    init_out: dict[str, int],
+    opts: PruneOptions,
+) -> list[_Group]:
+    result = []
+    roots = [nn.modules.conv._ConvNd, nn.Linear]
+    for tp_group in dg.get_all_groups(ignored_layers=ignored, root_module_types=roots):
+        spec = group_spec(tp_group, dg, names)
+        if not spec.prunable or not spec.out_modules:
+            continue
+        floor = max(
+            max(opts.min_channels, math.ceil(init_out[m] * (1 - opts.max_ratio)), 1) for m in spec.out_modules
+        )
+        if spec.channels > floor:
+            result.append(_Group(tp_group, spec, floor))
+    return result
+
+
+def _changes(cmodel: ChannelModel, state: ChannelState, spec: GroupSpec, n: int) -> Counts:
+    changes: Counts = {}
+    for name, out_per, in_per in spec.members:
+        cin, cout = state.counts.get(name) or cmodel.current(name)
+        changes[name] = (max(cin - n * in_per, 0), max(cout - n * out_per, 0))
+    return changes
+
+
+def _chunks(channels: int, floor: int, unit: int) -> list[int]:
+    """Chunk sizes, in removal order, that keep widths on multiples of ``unit`` and >= ``floor``."""
+    sizes, left = [], channels
+    lowest = max(floor, 1) if unit == 1 else max(floor, unit)
+    if unit > 1 and left % unit:
+        if left - left % unit < lowest:
+            return []
+        sizes.append(left % unit)
+        left -= left % unit
+    while left - unit >= lowest:
+        sizes.append(unit)
+        left -= unit
+    return sizes
+
+
+def _select(
+    groups: list[_Group], cmodel: ChannelModel, unit: int, quota: float, lower: float
+) -> dict[int, int]:
+    """Greedy: lowest mean score first; returns group index -> channels to remove."""
+    state = cmodel.state()
+    plans = [_chunks(g.spec.channels, g.floor, unit) for g in groups]
+    orders = [torch.argsort(g.scores) for g in groups]
+    sorted_scores = [g.scores[o] for g, o in zip(groups, orders, strict=True)]
+    heap: list[tuple[float, int, int, int]] = []
+
+    def push(gi: int, k: int, start: int) -> None:
+        if k < len(plans[gi]):
+            size = plans[gi][k]
+            score = float(sorted_scores[gi][start : start + size].mean())
+            heapq.heappush(heap, (score, gi, k, start))
+
+    for gi in range(len(groups)):
+        push(gi, 0, 0)
+    taken: dict[int, int] = {}
+    saved = 0.0
+    while heap and saved < quota:
+        _, gi, k, start = heapq.heappop(heap)
+        size = plans[gi][k]
+        changes = _changes(cmodel, state, groups[gi].spec, size)
+        diff = cmodel.delta(state, changes)
+        if state.total + diff < lower:
+            continue  # this chunk would overshoot; the group sits out the rest of the step
+        cmodel.delta(state, changes, commit=True)
+        saved -= diff
+        taken[gi] = taken.get(gi, 0) + size
+        push(gi, k + 1, start + size)
+    return {gi: n for gi, n in taken.items() if n > 0}
+
+
+def _apply(dg: Any, groups: list[_Group], taken: dict[int, int]) -> None:
+    for gi, n in taken.items():
+        group = groups[gi]
+        idxs = torch.argsort(group.scores)[:n].tolist()
+        root = group.tp_group[0].dep
+        pruning_group = dg.get_pruning_group(root.target.module, root.handler, idxs)
+        if not dg.check_pruning_group(pruning_group):  # pragma: no cover - guards keep >= 1
+            raise UnsupportedModelError(f"torch-pruning refused to prune group {group.spec.root}")
+        pruning_group.prune()
+
+
+def _check_reachable(
+    cmodel: ChannelModel, groups: list[_Group], target: float, spec: Budget, opts: PruneOptions
+) -> None:
+    state = cmodel.state()
+    for g in groups:
+        cmodel.delta(state, _changes(cmodel, state, g.spec, g.spec.channels - g.floor), commit=True)
+    if target < state.total * (1 + 1e-6):
+        unit = "J" if spec.metric == "energy_j" else "s"
+        raise BudgetError(
+            f"budget {target:.4g} {unit} is below the {state.total:.4g} {unit} the guards allow "
+            f"(min_channels={opts.min_channels}, max_ratio={opts.max_ratio}, output layers kept); "
+            "raise the budget or loosen the guards"
+        )
+
+
+def _check_runs(model: nn.Module, inputs: tuple[torch.Tensor, ...], before: LayerGraph) -> None:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(*inputs)
+    except Exception as exc:  # pragma: no cover - trace already checked shapes
+        raise UnsupportedModelError(f"the pruned model no longer runs: {str(exc)[:160]}") from None
+    finally:
+        model.train(was_training)
+    expected = before.nx.nodes[before.output]["output_shapes"]
+    got = [tuple(out.shape)] if isinstance(out, torch.Tensor) else None
+    if got is not None and expected and got != [tuple(s) for s in expected]:
+        raise UnsupportedModelError(f"pruning changed the output shape from {expected[0]} to {got[0]}")
+
+
+class _Scorer:
+    """Scores every group's channels with the chosen torch-pruning importance."""
+
+    def __init__(
+        self,
+        importance: str,
+        opts: PruneOptions,
+        model: nn.Module,
+        dg: Any,
+        names: dict[nn.Module, str],
+        *,
+        data: Any,
+        loss_fn: Any,
+    ) -> None:
+        self.opts, self.model, self.data, self.dg, self.names = opts, model, data, dg, names
+        self.loss_fn = loss_fn or nn.functional.cross_entropy
+        base_name = opts.saliency if importance == "energy" else importance
+        self.uses_grad = base_name == "taylor"
+        base = base_importance(base_name)
+        self.importance: tp.importance.Importance = base
+        if importance == "energy":
+            self.importance = EnergyAwareImportance(lambda group: 0.0, base)
+
+    def score(self, groups: list[_Group], cmodel: ChannelModel, granularity: int) -> None:
+        """Write ``scores`` (one per channel) on every group."""
+        if self.uses_grad:
+            self._gradients()
+        if isinstance(self.importance, EnergyAwareImportance):
+            state = cmodel.state()
+
+            def saved_per_channel(group: Any) -> float:
+                spec = group_spec(group, self.dg, self.names)
+                c = spec.channels
+                n = c - granularity * ((c - 1) // granularity)  # down to the next tile boundary
+                return -cmodel.delta(state, _changes(cmodel, state, spec, n)) / n
+
+            self.importance.set_cost(saved_per_channel)
+        for g in groups:
+            scores = self.importance(g.tp_group)
+            g.scores = torch.ones(g.spec.channels) if scores is None else scores.detach().float().cpu()
+
+    def _gradients(self) -> None:
+        with autograd_visible(self.model):
+            self.model.zero_grad()
+            for i, (x, y) in enumerate(self.data):
+                if i >= self.opts.taylor_batches:
+                    break
+                self.loss_fn(self.model(x), y).backward()
