@@ -21,6 +21,11 @@ __all__ = ["plot_calibration", "plot_validation"]
 _SCALE = {"latency": (1e3, "ms"), "energy": (1e3, "mJ")}
 
 
+def _axis(values: list[int]) -> np.ndarray:
+    positive = [v for v in values if v > 0] or [1]
+    return np.geomspace(min(positive), max(positive), 100)
+
+
 def plot_calibration(data: SweepData, calibration: Calibration, path: Path) -> Path:
     """One row per fitted metric: conv and FC cost vs MACs with fitted lines, memory cost vs bytes."""
     import matplotlib.pyplot as plt
@@ -36,8 +41,7 @@ def plot_calibration(data: SweepData, calibration: Calibration, path: Path) -> P
         convs = [r for r in rows if group_of(r.kind) == "conv"]
         modes = sorted({r.kernels % g for r in convs})
         colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(modes), 1)))
-        top = max((r.macs for r in rows), default=1)
-        line = np.linspace(0, top, 50)
+        line = _axis([r.macs for r in rows])
         for color, mode in zip(colors, modes, strict=False):
             members = [r for r in convs if r.kernels % g == mode]
             mac_ax.scatter(
@@ -69,8 +73,7 @@ def plot_calibration(data: SweepData, calibration: Calibration, path: Path) -> P
                 s=14,
                 label=kind,
             )
-        top_bytes = max((r.mem_bytes for r in memory), default=1)
-        byte_line = np.linspace(0, top_bytes, 50)
+        byte_line = _axis([r.mem_bytes for r in memory])
         mem_fit = (model.memory_per_byte * byte_line + model.static_per_layer) * factor
         mem_ax.plot(byte_line, mem_fit, color="black", lw=1, label="fitted")
         mem_ax.set(xlabel="bytes moved", ylabel=f"{metric} ({unit})", xscale="log", yscale="log")
