@@ -217,6 +217,8 @@ def _envelope(lines: _Lines, lo: float, x_lo: np.ndarray, hi: float, x_hi: np.nd
         return [(lo, hi, x_hi)]
     lam = min(max((a2 - a1) / (b1 - b2), lo), hi)
     x_mid = lines.best(lam)
+    if x_mid is None:  # pragma: no cover - a memory limit does not depend on the rate
+        return [(lo, lam, x_lo), (lam, hi, x_hi)]
     a3, b3 = lines.line(x_mid)
     same = np.array_equal(x_mid, x_lo) or np.array_equal(x_mid, x_hi)
     if same or a3 + b3 * lam >= a1 + b1 * lam - _TOL * scale:
