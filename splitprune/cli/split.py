@@ -78,6 +78,8 @@ def split(
 
     profile, link_profile = load_board(board), load_link(link)
     server_profile = load_server(server) if server is not None else None
+    if downlink and link_profile.downlink is None:
+        raise SplitpruneError(f"link {link!r} has no [downlink] table; add one or drop --downlink")
     options = SplitOptions(
         objective=objective, alpha=alpha,
         deadline_s=None if deadline_ms is None else deadline_ms / 1e3,

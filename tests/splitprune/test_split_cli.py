@@ -108,6 +108,7 @@ def test_export_and_plot(tmp_path: Path):
         (("--wire", "fp8"), "wire format"),
         (("--sweep-bandwidth", "10:1"), "sweep-bandwidth"),
         (("--objective", "speed"), "objective"),
+        (("--link", "ble", "--downlink"), "no [downlink]"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_2(args, needle):
