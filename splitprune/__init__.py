@@ -23,3 +23,7 @@ from .energy import annotate as annotate
 from .errors import SplitpruneError as SplitpruneError
 from .graph import LayerGraph as LayerGraph
 from .graph import trace as trace
+from .link import load_link as load_link
+from .link import load_server as load_server
+from .split import SplitOptions as SplitOptions
+from .split import solve_split as solve_split

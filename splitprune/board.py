@@ -113,6 +113,9 @@ class Provenance(StrictModel):
         summary: One paragraph on the method.
         values: For every coefficient (``energy_j.conv_per_mac`` ...), how it was obtained.
         sources: Public documents the derivation relies on.
+        replace_with: How to get better numbers.
+        unmeasured: Cost tables holding placeholder zeros (e.g. ``energy_j`` of a latency-only
+            calibration without a power sensor); :func:`splitprune.annotate` refuses to use them.
     """
 
     kind: Literal["derived", "measured", "paper"]
@@ -120,6 +123,7 @@ class Provenance(StrictModel):
     values: dict[str, str]
     sources: list[str] = Field(default_factory=list)
     replace_with: str = ""
+    unmeasured: list[Literal["energy_j", "latency_s"]] = Field(default_factory=list)
 
 
 class BoardProfile(StrictModel):

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from .board import BoardProfile
+from .errors import ConfigError
 from .graph import LayerGraph
 
 __all__ = ["annotate"]
 
 
-def annotate(graph: LayerGraph, profile: BoardProfile) -> LayerGraph:
-    """Write ``energy_j`` and ``latency_s`` on every node of ``graph`` (in place) and return it."""
+def annotate(graph: LayerGraph, profile: BoardProfile, *, allow_placeholders: bool = False) -> LayerGraph:
+    """Write ``energy_j`` and ``latency_s`` on every node of ``graph`` (in place) and return it.
+
+    Raises:
+        ConfigError: A cost table of ``profile`` holds placeholders (``provenance.unmeasured``) and
+            ``allow_placeholders`` is false: its zeros must not pass for estimates.
+    """
+    if profile.provenance.unmeasured and not allow_placeholders:
+        table = profile.provenance.unmeasured[0]
+        raise ConfigError(
+            f"board {profile.board.name!r} has no measured {table} table (placeholder zeros); "
+            "calibrate it with a power sensor or use a profile that has one"
+        )
     nodes = graph.nx.nodes
     for name in graph.order:
         attrs = nodes[name]

@@ -156,6 +156,7 @@ def calibrate(data: SweepData, *, name: str, metric: str = "both", energy_basis:
                     "values": values,
                     "sources": [f"{data.path} sha256={data.sha256}", f"board: {board}"],
                     "replace_with": "",
+                    "unmeasured": list(unmeasured),
                 },
                 "fit_quality": quality,
             }

@@ -102,7 +102,8 @@ def validate(data: SweepData, profile: BoardProfile, *, metric: str | None = Non
     for row in networks:
         try:
             loaded = load_model(row.network, device="meta")
-            graph = annotate(trace(loaded.module, torch.empty(row.input_shape, device="meta")), profile)
+            graph = trace(loaded.module, torch.empty(row.input_shape, device="meta"))
+            graph = annotate(graph, profile, allow_placeholders=True)  # only the fitted metric is read
         except SplitpruneError as exc:
             raise DataError(f"{data.path}:{row.line}: cannot trace {row.network} ({exc})") from None
         predicted = graph.total_latency_s if metric == "latency" else graph.total_energy_j

@@ -99,3 +99,12 @@ def test_kernel_padding_makes_multiples_of_the_granularity_cheaper_per_mac():
     cost = load_board("tx2").energy_j
     per_mac = [cost.layer_cost("conv", macs=10**6, mem_bytes=0, kernels=k) for k in (32, 33, 64)]
     assert per_mac[0] == per_mac[2] < per_mac[1]
+
+
+def test_placeholder_tables_are_refused_unless_asked_for(tmp_path):
+    path = write_variant(tmp_path, 'replace_with = "', 'unmeasured = ["energy_j"]\nreplace_with = "')
+    profile = load_board(path)
+    graph = trace(Small(), torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ConfigError, match="no measured energy_j table"):
+        annotate(graph, profile)
+    assert annotate(graph, profile, allow_placeholders=True).total_latency_s > 0
