@@ -176,18 +176,19 @@ class ChannelModel:
         cached = self._affected_cache.get(key)
         if cached is not None:
             return cached
+        starts = {i for name in key for i in self.users.get(name, [])}
         seen: set[int] = set()
-        stack = [i for name in key for i in self.users.get(name, [])]
+        stack = list(starts)
         while stack:
             i = stack.pop()
             if i in seen:
                 continue
             seen.add(i)
             for s in self._succ[i]:
-                if not self.nodes[s].module:  # the channel fraction flows on to the next conv/linear
-                    stack.append(s)
+                if not self.nodes[s].module or s in starts:
+                    stack.append(s)  # the channel fraction flows on through it
                 else:
-                    seen.add(s)  # its input channels changed; its output fraction did not
+                    seen.add(s)  # a conv/linear whose inputs shrink; its output fraction does not
         result = sorted(seen)
         self._affected_cache[key] = result
         return result

@@ -145,6 +145,7 @@ def prune_to_budget(
 
     before = _estimate(model, inputs, board, name)
     params_before = sum(p.numel() for p in model.parameters())
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     check_supported(before)
     baseline = _metric(before, spec.metric)
     target = spec.resolve(baseline)
@@ -191,6 +192,9 @@ def prune_to_budget(
                 finetune(model)
     if fine and round_to > 1 and steps:
         notes.append("the last steps removed single channels to land in the tolerance window")
+    for n, p in model.named_parameters():
+        if n in frozen:  # torch-pruning replaces pruned parameters with trainable ones
+            p.requires_grad_(False)
     _check_runs(model, inputs, before)
     if finetune is not None:
         finetune(model)
