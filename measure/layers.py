@@ -2,8 +2,9 @@
 
 Each entry builds the module and its inputs for one grid point and counts, with plain formulas, what the
 fit needs: the layer ``kind`` as ``splitprune``'s graph names it, ``macs``, ``mem_bytes`` (every tensor
-read and written, weights included) and ``kernels`` (conv output channels, else 0). Adding a layer kind
-to the sweep is one entry here. Whole networks (table ``network``) are measured for validation only.
+read and written, weights included) and ``kernels`` (conv output channels per group, else 0). Adding a
+layer kind to the sweep is one entry here. Whole networks (table ``network``) are measured for validation
+only.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class LayerCounts:
         kind: Layer kind as ``splitprune.graph`` names it (``conv``, ``linear``, ``bn``, ``act`` ...).
         macs: Multiply-accumulates.
         mem_bytes: Bytes read plus written, parameters included.
-        kernels: Output channels of a convolution, else 0.
+        kernels: Kernels (output channels) per group of a convolution, else 0.
         input_shape: Shape of the (first) input tensor.
     """
 
@@ -91,7 +92,8 @@ def _conv_count(p: Params, batch: int, nbytes: int) -> LayerCounts:
     in_elems = batch * p["in_channels"] * p["spatial"] ** 2
     out_elems = batch * p["kernels"] * out * out
     macs = out_elems * per_kernel
-    return LayerCounts("conv", macs, (in_elems + out_elems + weights) * nbytes, p["kernels"], shape)
+    kernels_per_group = p["kernels"] // p["groups"]
+    return LayerCounts("conv", macs, (in_elems + out_elems + weights) * nbytes, kernels_per_group, shape)
 
 
 def _depthwise(p: Params) -> Params:

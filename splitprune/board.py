@@ -9,7 +9,9 @@ Boards: an Empirical Model" (WiOpt 2022): MACs drive the cost; a fully connected
 MACs; a convolution is linear in MACs with a slope that depends on its number of kernels ``K``. We model
 that kernel dependence with two hardware parameters, a slope ``conv_per_mac`` and a kernel granularity
 ``g``: the GPU computes output channels in tiles of ``g`` kernels, so a layer with ``K`` kernels costs as
-much as one with ``ceil(K / g) * g`` kernels::
+much as one with ``ceil(K / g) * g`` kernels. ``K`` counts kernels per group (output channels / groups),
+since each group is computed separately: a depthwise convolution (one kernel per group) fills a tile
+with a single kernel and pays ``g`` times the dense slope per MAC, as depthwise layers do in practice::
 
     cost_conv = conv_per_mac * macs * ceil(K / g) * g / K + static_per_layer
 

@@ -231,13 +231,15 @@ class _MetaRunner:
         with torch.no_grad():
             return torch.func.functional_call(module, state, tuple(args), kwargs)
 
-    def attr(self, target: str) -> Any:
+    def attr(self, target: str) -> tuple[Any, bool]:
+        """A meta copy of attribute ``target`` and whether it is an ``nn.Parameter``."""
         value: Any = self.gm
         for part in target.split("."):
             value = getattr(value, part)
+        is_parameter = isinstance(value, nn.Parameter)
         if isinstance(value, torch.Tensor) and value.device.type != "meta":
-            return torch.empty_like(value, device="meta", requires_grad=False)
-        return value
+            return torch.empty_like(value, device="meta", requires_grad=False), is_parameter
+        return value, is_parameter
 
 
 def _tensor_bytes(value: Any) -> int:
@@ -286,13 +288,9 @@ def _build_graph(gm: fx.GraphModule, meta_inputs: list[torch.Tensor]) -> nx.DiGr
 
     for node in gm.graph.nodes:
         if node.op == "get_attr":
-            value = runner.attr(node.target)
+            value, is_parameter = runner.attr(str(node.target))
             env[node.name] = value
-            is_param = isinstance(value, torch.Tensor)
-            attr_bytes[node.name] = (
-                value.numel() if isinstance(value, nn.Parameter) else 0,
-                _tensor_bytes(value) if is_param else 0,
-            )
+            attr_bytes[node.name] = (value.numel() if is_parameter else 0, _tensor_bytes(value))
             continue
         if node.op == "placeholder":
             try:
@@ -339,7 +337,7 @@ def _build_graph(gm: fx.GraphModule, meta_inputs: list[torch.Tensor]) -> nx.DiGr
             macs=int(rule.macs(call)) if kind != "shape" else 0,
             ops=int(rule.ops(call)) if kind != "shape" else 0,
             in_bytes=in_bytes,
-            kernels=_kernels(kind, value),
+            kernels=int(rule.kernels(call)) if kind == "conv" else 0,
         )
         _add_edges(dag, node, attr_owner, attr_bytes)
         order.append(node.name)
@@ -397,12 +395,6 @@ def _kind(rule: OpRule, value: Any, args: Any) -> str:
     if rule.kind == "linear" and args and isinstance(args[0], torch.Tensor) and args[0].dim() > 2:
         return "matmul"  # a linear over a sequence or a feature map is a GEMM, not a batch-1 FC layer
     return rule.kind
-
-
-def _kernels(kind: str, value: Any) -> int:
-    if kind == "conv" and isinstance(value, torch.Tensor) and value.dim() >= 2:
-        return int(value.shape[1])
-    return 0
 
 
 def _add_node(

@@ -74,6 +74,8 @@ class OpRule:
         kind: Layer kind (conv, linear, matmul, attention, bn, norm, act, ...).
         macs: Multiply-accumulates of the op.
         ops: Other arithmetic (elementwise, pooling), counted apart from MACs.
+        kernels: Kernels per group of a convolution (output channels / groups), the ``K`` of the
+            board cost model; 0 for other ops.
         same_shape: The output has the first input's shape and dtype, so shape propagation can skip
             running the op (batch norm on meta tensors costs milliseconds per call).
     """
@@ -81,6 +83,7 @@ class OpRule:
     kind: str
     macs: Callable[[OpCall], int] = field(default=_zero)
     ops: Callable[[OpCall], int] = field(default=_out_numel)
+    kernels: Callable[[OpCall], int] = field(default=_zero)
     same_shape: bool = False
 
 
@@ -91,6 +94,17 @@ def _conv_macs(call: OpCall) -> int:
     weight = call.module.weight if call.module is not None else call.arg(1, "weight")
     kernel_elems = math.prod(weight.shape[2:])
     return _numel(call.output) * int(weight.shape[1]) * kernel_elems
+
+
+def _conv_groups(call: OpCall) -> int:
+    if call.module is not None:
+        return int(call.module.groups)
+    return int(call.arg(6, "groups", 1))  # position 6 in F.conv*d and F.conv_transpose*d alike
+
+
+def _conv_kernels(call: OpCall) -> int:
+    out = call.output
+    return int(out.shape[1]) // _conv_groups(call) if out.dim() >= 2 else 0
 
 
 def _conv_transpose_macs(call: OpCall) -> int:
@@ -172,8 +186,8 @@ def _swin_window_attention_macs(call: OpCall) -> int:
 
 # --- the tables ---------------------------------------------------------------------------------
 
-CONV = OpRule("conv", macs=_conv_macs)
-CONV_T = OpRule("conv", macs=_conv_transpose_macs)
+CONV = OpRule("conv", macs=_conv_macs, kernels=_conv_kernels)
+CONV_T = OpRule("conv", macs=_conv_transpose_macs, kernels=_conv_kernels)
 LINEAR = OpRule("linear", macs=_linear_macs)
 MATMUL = OpRule("matmul", macs=_matmul_macs)
 BN = OpRule("bn", same_shape=True)

@@ -37,7 +37,7 @@ def test_conv_macs_match_hand_count(layer, in_shape):
     out_shape = layer(torch.zeros(in_shape)).shape
     expected = conv_macs(out_shape, layer.in_channels, layer.groups, layer.kernel_size)
     assert node["macs"] == expected
-    assert node["kernels"] == layer.out_channels
+    assert node["kernels"] == layer.out_channels // layer.groups
     assert node["output_shapes"] == [tuple(out_shape)]
 
 
@@ -55,6 +55,23 @@ def test_transposed_conv_macs_count_each_input_once(layer, in_shape):
     # each input element is multiplied into (out_channels / groups) * kernel outputs
     expected = math.prod(in_shape) * (layer.out_channels // layer.groups) * math.prod(layer.kernel_size)
     assert node["macs"] == expected
+    assert node["kernels"] == layer.out_channels // layer.groups
+
+
+class FunctionalConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(12, 2, 3, 3))
+
+    def forward(self, x):
+        return torch.nn.functional.conv2d(x, self.weight, None, 1, 1, 1, 4)  # groups=4
+
+
+def test_functional_conv_counts_weights_groups_and_kernels_per_group():
+    node = single_layer(trace(FunctionalConv(), torch.zeros(1, 8, 5, 5)), "conv")
+    assert node["macs"] == 12 * 25 * 2 * 9
+    assert node["kernels"] == 3
+    assert node["params"] == 12 * 2 * 9
 
 
 def test_linear_macs_and_params():
