@@ -140,7 +140,14 @@ class ChannelModel:
                 groups = self.modules[node.module].groups  # type: ignore[union-attr]
                 in_frac = (cin / groups) / node.base_in if node.base_in else 1.0
             macs = node.macs * in_frac * out_frac
-            kernels = cout if node.kind == "conv" else 0
+            # Kernels per group (what the board's tile model sees): a depthwise conv keeps one per
+            # group however many channels it has; a dense or grouped conv scales with its width.
+            if node.kind != "conv":
+                kernels = 0
+            elif node.depthwise:
+                kernels = node.kernels
+            else:
+                kernels = round(cout * node.kernels / node.base_out) if node.base_out else cout
             cost = self.cost_model.layer_cost(
                 node.kind, macs=round(macs), mem_bytes=round(node.mem_bytes * out_frac), kernels=kernels
             )

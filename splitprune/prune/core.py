@@ -165,6 +165,8 @@ def prune_to_budget(
             if steps >= opts.max_steps:
                 raise BudgetError(f"no convergence after {steps} steps; raise step_fraction")
             cmodel = ChannelModel(graph, model, cost)
+            if abs(cmodel.state().total - _metric(graph, spec.metric)) > 1e-6 * value:
+                notes.append("the channel model disagrees with the traced estimate; steps may overshoot")
             groups = _groups(dg, ignored_modules, names, init_out, opts)
             if steps == 0:
                 _check_reachable(cmodel, groups, target, spec, opts)

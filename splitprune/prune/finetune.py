@@ -40,7 +40,7 @@ def finetune_classifier(
                 loss = nn.functional.cross_entropy(model(x), y)
                 loss.backward()
                 optimiser.step()
-                total += float(loss) * len(y)
+                total += float(loss.detach()) * len(y)
                 count += len(y)
             losses.append(total / max(count, 1))
     finally:

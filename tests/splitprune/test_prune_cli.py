@@ -1,0 +1,79 @@
+"""The prune command end to end: JSON contract, saved model and report, plot, one-line errors."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+from splitprune.cli import main
+from splitprune.prune.io import load_pruned
+
+
+def run_cli(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["splitprune", *args])
+    with pytest.raises(SystemExit) as info:
+        main()
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err
+
+
+def test_json_output_saved_model_and_plot(monkeypatch, capsys, tmp_path):
+    saved, plot = tmp_path / "pruned.pt", tmp_path / "prune.png"
+    code, out, _ = run_cli(
+        monkeypatch, capsys, "prune", "torchvision:resnet18", "--board", "tx2", "--budget", "0.6",
+        "--input-shape", "1,3,112,112", "--output", str(saved), "--plot", str(plot), "--json",
+    )  # fmt: skip
+    assert code in (0, None)
+    doc = json.loads(out)
+    for key in ("energy_before_j", "energy_after_j", "budget_j", "macs_before", "macs_after",
+                "params_before", "params_after", "steps", "output", "layers"):  # fmt: skip
+        assert key in doc, key
+    assert doc["output"] == str(saved)
+    assert 0.97 * doc["budget_j"] <= doc["energy_after_j"] <= doc["budget_j"]
+    assert doc["budget_j"] == pytest.approx(0.6 * doc["energy_before_j"])
+    assert doc["macs_after"] < doc["macs_before"] and doc["params_after"] < doc["params_before"]
+    assert doc["energy_after_j"] == pytest.approx(sum(r["energy_after_j"] for r in doc["layers"]))
+    conv1 = next(r for r in doc["layers"] if r["module"] == "layer1.0.conv1")
+    assert conv1["channels_before"] == 64 and conv1["energy_after_j"] <= conv1["energy_before_j"]
+
+    report = json.loads(saved.with_suffix(".json").read_text())
+    assert report["energy_after_j"] == doc["energy_after_j"]
+    model = load_pruned(saved)
+    assert sum(p.numel() for p in model.parameters()) == doc["params_after"]
+    assert model(torch.zeros(1, 3, 112, 112)).shape == (1, 1000)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table_for_people(monkeypatch, capsys):
+    code, out, _ = run_cli(
+        monkeypatch, capsys, "prune", "torchvision:resnet18", "--budget", "70%", "--input-shape",
+        "1,3,96,96", "--importance", "magnitude", "--round-to", "16",
+    )  # fmt: skip
+    assert code in (0, None)
+    assert "layer1.0.conv1" in out and "within tolerance" in out and "round_to=16" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "0.02"], "the guards allow"),
+        (["--budget", "half"], "bad budget"),
+        (["--importance", "l2"], "unknown importance"),
+        (["--ignore", "layer1.0.conv9"], "did you mean"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_2(monkeypatch, capsys, args, message):
+    code, out, err = run_cli(
+        monkeypatch, capsys, "prune", "torchvision:resnet18", "--input-shape", "1,3,64,64", *args
+    )
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in err
+
+
+def test_unsupported_model_is_one_line(monkeypatch, capsys):
+    code, _, err = run_cli(
+        monkeypatch, capsys, "prune", "torchvision:shufflenet_v2_x0_5", "--input-shape", "1,3,64,64"
+    )
+    assert code == 2 and "permutes tensor dimensions" in err and "Traceback" not in err
