@@ -2,6 +2,7 @@
 
 - :mod:`.core`: :func:`prune_to_budget`, the budget loop, and :class:`PruneOptions`.
 - :mod:`.importance`: :class:`EnergyAwareImportance` (saliency per joule) and the baselines.
+- :mod:`.select`: per-group scores and the greedy, budget-aware choice of one step.
 - :mod:`.channels`: the analytic cost of a traced model under changed channel counts.
 - :mod:`.groups`: torch-pruning's dependency graph with its traps handled; model checks.
 - :mod:`.budget`: :class:`Budget` (fraction of baseline, joules or seconds).

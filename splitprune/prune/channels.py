@@ -137,7 +137,7 @@ class ChannelModel:
             elif node.depthwise:
                 in_frac = 1.0
             else:
-                groups = self.modules[node.module].groups  # type: ignore[union-attr]
+                groups = int(getattr(self.modules[node.module], "groups", 1))
                 in_frac = (cin / groups) / node.base_in if node.base_in else 1.0
             macs = node.macs * in_frac * out_frac
             # Kernels per group (what the board's tile model sees): a depthwise conv keeps one per

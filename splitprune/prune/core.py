@@ -14,33 +14,30 @@ chunk, so no layer ever passes them, not even within one step.
 
 from __future__ import annotations
 
-import heapq
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from ..board import BoardProfile
 from ..energy import annotate
 from ..graph import LayerGraph, trace
 from .budget import Budget, BudgetError
-from .channels import ChannelModel, ChannelState, Counts
+from .channels import ChannelModel
 from .groups import (
-    GroupSpec,
     UnsupportedModelError,
-    autograd_visible,
     build_dependency,
     check_supported,
     group_spec,
     output_layers,
 )
-from .importance import IMPORTANCES, EnergyAwareImportance, base_importance
+from .importance import IMPORTANCES
 from .result import PruneResult, layer_rows
+from .select import Group, Scorer, changes_for, select
 
 __all__ = ["PruneOptions", "prune_to_budget"]
 
@@ -86,14 +83,6 @@ class PruneOptions:
             raise BudgetError(f"max_ratio must be in (0, 1], got {self.max_ratio}")
         if not 0 < self.tolerance < 1 or not 0 < self.step_fraction <= 1:
             raise BudgetError("tolerance and step_fraction must be in (0, 1)")
-
-
-@dataclass
-class _Group:
-    tp_group: Any
-    spec: GroupSpec
-    floor: int
-    scores: torch.Tensor = field(default_factory=lambda: torch.empty(0))
 
 
 def prune_to_budget(
@@ -154,7 +143,7 @@ def prune_to_budget(
     dg = build_dependency(model, inputs)
     names = {module: n for n, module in model.named_modules()}
     init_out = {n: _out_channels(m) for n, m in model.named_modules() if _out_channels(m)}
-    scorer = _Scorer(importance, opts, model, dg, names, data=data, loss_fn=loss_fn)
+    scorer = Scorer(importance, opts, model, dg, names, data=data, loss_fn=loss_fn)
 
     graph, value, trajectory, notes = before, baseline, [baseline], []
     fine = round_to == 1
@@ -173,12 +162,12 @@ def prune_to_budget(
             scorer.score(groups, cmodel, cost.conv_kernel_granularity)
             lower = target * (1 - 0.9 * opts.tolerance)
             quota = min(value - target * (1 - 0.5 * opts.tolerance), opts.step_fraction * baseline)
-            taken = _select(groups, cmodel, 1 if fine else round_to, quota, lower)
+            taken = select(groups, cmodel, 1 if fine else round_to, quota, lower)
             if not taken and not fine:
                 fine = True
                 continue
             if not taken:
-                taken = _select(groups, cmodel, 1, value - target, float("-inf"))
+                taken = select(groups, cmodel, 1, value - target, float("-inf"))
                 notes.append("no removal landed inside the tolerance; the last step went lower")
                 if not taken:
                     raise BudgetError(
@@ -276,7 +265,7 @@ def _groups(
     names: dict[nn.Module, str],
     init_out: dict[str, int],
     opts: PruneOptions,
-) -> list[_Group]:
+) -> list[Group]:
     result = []
     roots = [nn.modules.conv._ConvNd, nn.Linear]
     for tp_group in dg.get_all_groups(ignored_layers=ignored, root_module_types=roots):
@@ -287,68 +276,11 @@ def _groups(
             max(opts.min_channels, math.ceil(init_out[m] * (1 - opts.max_ratio)), 1) for m in spec.out_modules
         )
         if spec.channels > floor:
-            result.append(_Group(tp_group, spec, floor))
+            result.append(Group(tp_group, spec, floor))
     return result
 
 
-def _changes(cmodel: ChannelModel, state: ChannelState, spec: GroupSpec, n: int) -> Counts:
-    changes: Counts = {}
-    for name, out_per, in_per in spec.members:
-        cin, cout = state.counts.get(name) or cmodel.current(name)
-        changes[name] = (max(cin - n * in_per, 0), max(cout - n * out_per, 0))
-    return changes
-
-
-def _chunks(channels: int, floor: int, unit: int) -> list[int]:
-    """Chunk sizes, in removal order, that keep widths on multiples of ``unit`` and >= ``floor``."""
-    sizes, left = [], channels
-    lowest = max(floor, 1) if unit == 1 else max(floor, unit)
-    if unit > 1 and left % unit:
-        if left - left % unit < lowest:
-            return []
-        sizes.append(left % unit)
-        left -= left % unit
-    while left - unit >= lowest:
-        sizes.append(unit)
-        left -= unit
-    return sizes
-
-
-def _select(
-    groups: list[_Group], cmodel: ChannelModel, unit: int, quota: float, lower: float
-) -> dict[int, int]:
-    """Greedy: lowest mean score first; returns group index -> channels to remove."""
-    state = cmodel.state()
-    plans = [_chunks(g.spec.channels, g.floor, unit) for g in groups]
-    orders = [torch.argsort(g.scores) for g in groups]
-    sorted_scores = [g.scores[o] for g, o in zip(groups, orders, strict=True)]
-    heap: list[tuple[float, int, int, int]] = []
-
-    def push(gi: int, k: int, start: int) -> None:
-        if k < len(plans[gi]):
-            size = plans[gi][k]
-            score = float(sorted_scores[gi][start : start + size].mean())
-            heapq.heappush(heap, (score, gi, k, start))
-
-    for gi in range(len(groups)):
-        push(gi, 0, 0)
-    taken: dict[int, int] = {}
-    saved = 0.0
-    while heap and saved < quota:
-        _, gi, k, start = heapq.heappop(heap)
-        size = plans[gi][k]
-        changes = _changes(cmodel, state, groups[gi].spec, size)
-        diff = cmodel.delta(state, changes)
-        if state.total + diff < lower:
-            continue  # this chunk would overshoot; the group sits out the rest of the step
-        cmodel.delta(state, changes, commit=True)
-        saved -= diff
-        taken[gi] = taken.get(gi, 0) + size
-        push(gi, k + 1, start + size)
-    return {gi: n for gi, n in taken.items() if n > 0}
-
-
-def _apply(dg: Any, groups: list[_Group], taken: dict[int, int]) -> None:
+def _apply(dg: Any, groups: list[Group], taken: dict[int, int]) -> None:
     for gi, n in taken.items():
         group = groups[gi]
         idxs = torch.argsort(group.scores)[:n].tolist()
@@ -360,11 +292,11 @@ def _apply(dg: Any, groups: list[_Group], taken: dict[int, int]) -> None:
 
 
 def _check_reachable(
-    cmodel: ChannelModel, groups: list[_Group], target: float, spec: Budget, opts: PruneOptions
+    cmodel: ChannelModel, groups: list[Group], target: float, spec: Budget, opts: PruneOptions
 ) -> None:
     state = cmodel.state()
     for g in groups:
-        cmodel.delta(state, _changes(cmodel, state, g.spec, g.spec.channels - g.floor), commit=True)
+        cmodel.delta(state, changes_for(cmodel, state, g.spec, g.spec.channels - g.floor), commit=True)
     if target < state.total * (1 + 1e-6):
         unit = "J" if spec.metric == "energy_j" else "s"
         raise BudgetError(
@@ -388,53 +320,3 @@ def _check_runs(model: nn.Module, inputs: tuple[torch.Tensor, ...], before: Laye
     got = [tuple(out.shape)] if isinstance(out, torch.Tensor) else None
     if got is not None and expected and got != [tuple(s) for s in expected]:
         raise UnsupportedModelError(f"pruning changed the output shape from {expected[0]} to {got[0]}")
-
-
-class _Scorer:
-    """Scores every group's channels with the chosen torch-pruning importance."""
-
-    def __init__(
-        self,
-        importance: str,
-        opts: PruneOptions,
-        model: nn.Module,
-        dg: Any,
-        names: dict[nn.Module, str],
-        *,
-        data: Any,
-        loss_fn: Any,
-    ) -> None:
-        self.opts, self.model, self.data, self.dg, self.names = opts, model, data, dg, names
-        self.loss_fn = loss_fn or nn.functional.cross_entropy
-        base_name = opts.saliency if importance == "energy" else importance
-        self.uses_grad = base_name == "taylor"
-        base = base_importance(base_name)
-        self.importance: tp.importance.Importance = base
-        if importance == "energy":
-            self.importance = EnergyAwareImportance(lambda group: 0.0, base)
-
-    def score(self, groups: list[_Group], cmodel: ChannelModel, granularity: int) -> None:
-        """Write ``scores`` (one per channel) on every group."""
-        if self.uses_grad:
-            self._gradients()
-        if isinstance(self.importance, EnergyAwareImportance):
-            state = cmodel.state()
-
-            def saved_per_channel(group: Any) -> float:
-                spec = group_spec(group, self.dg, self.names)
-                c = spec.channels
-                n = c - granularity * ((c - 1) // granularity)  # down to the next tile boundary
-                return -cmodel.delta(state, _changes(cmodel, state, spec, n)) / n
-
-            self.importance.set_cost(saved_per_channel)
-        for g in groups:
-            scores = self.importance(g.tp_group)
-            g.scores = torch.ones(g.spec.channels) if scores is None else scores.detach().float().cpu()
-
-    def _gradients(self) -> None:
-        with autograd_visible(self.model):
-            self.model.zero_grad()
-            for i, (x, y) in enumerate(self.data):
-                if i >= self.opts.taylor_batches:
-                    break
-                self.loss_fn(self.model(x), y).backward()

@@ -53,7 +53,7 @@ class _FrozenBatchNormPruner(tp.pruner.function.BasePruningFunc):
 
     TARGET_MODULES = FrozenBatchNorm2d
 
-    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+    def prune_out_channels(self, layer: Any, idxs: Sequence[int]) -> Any:
         keep = sorted(set(range(layer.weight.shape[0])) - set(int(i) for i in idxs))
         index = torch.tensor(keep, dtype=torch.long, device=layer.weight.device)
         for name in ("weight", "bias", "running_mean", "running_var"):
@@ -62,10 +62,10 @@ class _FrozenBatchNormPruner(tp.pruner.function.BasePruningFunc):
 
     prune_in_channels = prune_out_channels
 
-    def get_out_channels(self, layer: nn.Module) -> int:
+    def get_out_channels(self, layer: Any) -> int:
         return int(layer.weight.shape[0])
 
-    def get_in_channels(self, layer: nn.Module) -> int:
+    def get_in_channels(self, layer: Any) -> int:
         return int(layer.weight.shape[0])
 
 

@@ -108,8 +108,9 @@ class CachedGroupMagnitude(tp.importance.Importance):
     def __init__(self) -> None:
         self._cache: dict[tuple[int, str], tuple[Any, int, torch.Tensor]] = {}
 
-    def _local(self, layer: nn.Module, kind: str) -> torch.Tensor:
+    def _local(self, layer: Any, kind: str) -> torch.Tensor:
         weight = layer.weight
+        assert isinstance(weight, torch.Tensor)
         key = (id(weight), kind)
         hit = self._cache.get(key)
         if hit is not None and hit[0]() is weight and hit[1] == weight._version:
