@@ -17,11 +17,13 @@ def plot_prune(result: PruneResult, path: Path) -> Path:
     rows = [r for r in result.layers if r.kind in ("conv", "linear", "matmul")]
     positions = range(len(rows))
     figure, (bars, steps) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [3, 1]})
-    bars.bar(positions, [r.energy_before_j * 1e3 for r in rows], color="tab:gray", label="before")
-    bars.bar(positions, [r.energy_after_j * 1e3 for r in rows], color="tab:blue", label="after")
+    left = [p - 0.2 for p in positions]
+    right = [p + 0.2 for p in positions]
+    bars.bar(left, [r.energy_before_j * 1e3 for r in rows], 0.4, color="tab:gray", label="before")
+    bars.bar(right, [r.energy_after_j * 1e3 for r in rows], 0.4, color="tab:blue", label="after")
     padding = [r.padding_after_j * 1e3 for r in rows]
     if any(padding):
-        bars.bar(positions, padding, color="tab:red", label="idle kernel slots (after)")
+        bars.bar(right, padding, 0.4, color="tab:red", label="idle kernel slots (after)")
     bars.set_xticks(list(positions))
     bars.set_xticklabels([r.module or r.name for r in rows], rotation=90, fontsize=6)
     bars.set_ylabel("layer energy (mJ)")
