@@ -29,7 +29,7 @@ demo: setup
 	$(BIN)/splitprune estimate torchvision:resnet18 --board xavier-nx --json > out/estimate_xavier_nx.json
 	$(BIN)/splitprune split torchvision:resnet18 --board tx2 --link wifi --server gpu-server --sweep-bandwidth 1k:10G --plot out/split_tx2_wifi.png
 	$(BIN)/splitprune split torchvision:resnet18 --board tx2 --link wifi --server gpu-server --sweep-bandwidth 1k:10G --objective latency --export out/split_tx2_wifi_latency --json > out/split_tx2_wifi_latency.json
-	$(BIN)/splitprune prune torchvision:resnet18 --board tx2 --budget 0.5 --output out/resnet18_pruned_tx2.pt --plot out/prune_tx2.png --json > out/prune_tx2.json
+	$(BIN)/splitprune prune torchvision:resnet18 --board tx2 --budget 0.5 --output out/resnet18_pruned_tx2.pt --plot out/prune_tx2.png
 	@echo "demo outputs written to out/"
 
 bench: setup

@@ -13,6 +13,7 @@ Parameters (``get_attr`` nodes) are never sent: each side reads its own copy.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import torch
 import torch.fx as fx
 
 from .errors import SplitpruneError
+from .files import write_atomic
 
 __all__ = ["ExportError", "SplitModules", "export_split", "split_modules"]
 
@@ -152,11 +154,13 @@ def export_split(
     for name, part, args in (("head", parts.head, inputs), ("tail", parts.tail, crossing_values)):
         try:
             program = torch.export.export(part, tuple(args))
-            torch.export.save(program, directory / f"{name}.pt2")
+            buffer = io.BytesIO()
+            torch.export.save(program, buffer)
         except Exception as exc:  # torch.export raises many types
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise ExportError(f"torch.export failed on the {name}: {reason}") from None
-        (directory / f"{name}.py").write_text(part.code, encoding="utf-8")
+        write_atomic(directory / f"{name}.pt2", buffer.getvalue())
+        write_atomic(directory / f"{name}.py", part.code)
     tensors = []
     for i, (name, value) in enumerate(zip(parts.crossing, crossing_values, strict=True)):
         row = {"index": i, "name": name, **_describe(value)}
@@ -174,5 +178,5 @@ def export_split(
         "usage": "head = torch.export.load('head.pt2').module(); "
         "tail = torch.export.load('tail.pt2').module(); y = tail(*head(x))",
     }
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_atomic(directory / "manifest.json", json.dumps(manifest, indent=2) + "\n")  # written last
     return manifest
