@@ -35,7 +35,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .config import StrictModel, load_toml_model, resolve_profile
+from .config import StrictModel, check_schema_and_provenance, load_toml_model, resolve_profile
 from .errors import ConfigError
 from .ops import NO_WORK_KINDS
 
@@ -48,6 +48,7 @@ __all__ = [
     "BoardProfile",
     "CostModel",
     "Provenance",
+    "cost_table_keys",
     "load_board",
 ]
 
@@ -55,9 +56,6 @@ CONV_KINDS = frozenset({"conv"})
 FC_KINDS = frozenset({"linear"})
 GEMM_KINDS = frozenset({"matmul", "attention"})
 FREE_KINDS = NO_WORK_KINDS
-
-SCHEMA_VERSION = 1
-
 
 class CostModel(StrictModel):
     """Coefficients of one metric (energy in J or latency in s), per the module docstring.
@@ -140,25 +138,22 @@ class BoardProfile(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> BoardProfile:
-        if self.schema_version != SCHEMA_VERSION:
-            raise ValueError(f"schema_version {self.schema_version} is not supported; use 1")
-        missing = [key for key in self.coefficient_keys() if key not in self.provenance.values]
-        if missing:
-            raise ValueError(f"provenance.values has no entry for {missing[0]}; say where it came from")
+        check_schema_and_provenance(self.schema_version, self.coefficient_keys(), self.provenance.values)
         return self
 
     def coefficient_keys(self) -> list[str]:
         """Dotted names of every coefficient, e.g. ``energy_j.conv_per_mac``."""
-        return [
-            f"{table}.{field}"
-            for table in ("energy_j", "latency_s")
-            for field in CostModel.model_fields
-        ]
+        return cost_table_keys()
 
     @property
     def name(self) -> str:
         """Short human name, e.g. ``NVIDIA Jetson TX2 (MAXN, fp32)``."""
         return f"{self.board.name} ({self.board.power_mode}, {self.board.precision})"
+
+
+def cost_table_keys() -> list[str]:
+    """Dotted names of the coefficients of an energy and a latency cost table."""
+    return [f"{table}.{field}" for table in ("energy_j", "latency_s") for field in CostModel.model_fields]
 
 
 def load_board(name_or_path: str | Path) -> BoardProfile:

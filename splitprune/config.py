@@ -7,6 +7,7 @@ unknown keys, missing tables and bad values are rejected with one line naming th
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,15 +20,34 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["StrictModel", "config_dir", "load_toml_model", "resolve_profile"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "StrictModel",
+    "check_schema_and_provenance",
+    "config_dir",
+    "load_toml_model",
+    "resolve_profile",
+]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+SCHEMA_VERSION = 1
 
 
 class StrictModel(BaseModel):
     """Base for config objects: unknown keys are errors, instances are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_schema_and_provenance(
+    schema_version: int, number_keys: Iterable[str], provenance_values: Mapping[str, str]
+) -> None:
+    """Raise ``ValueError`` unless the schema is supported and every number says where it came from."""
+    if schema_version != SCHEMA_VERSION:
+        raise ValueError(f"schema_version {schema_version} is not supported; use {SCHEMA_VERSION}")
+    missing = [key for key in number_keys if key not in provenance_values]
+    if missing:
+        raise ValueError(f"provenance.values has no entry for {missing[0]}; say where it came from")
 
 
 def config_dir(kind: str) -> Path:

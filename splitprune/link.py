@@ -23,8 +23,8 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from .board import CostModel, Provenance
-from .config import StrictModel, load_toml_model, resolve_profile
+from .board import CostModel, Provenance, cost_table_keys
+from .config import StrictModel, check_schema_and_provenance, load_toml_model, resolve_profile
 
 __all__ = [
     "LinkFigures",
@@ -34,7 +34,6 @@ __all__ = [
     "load_server",
 ]
 
-SCHEMA_VERSION = 1
 
 
 class LinkInfo(StrictModel):
@@ -106,11 +105,7 @@ class LinkProfile(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> LinkProfile:
-        if self.schema_version != SCHEMA_VERSION:
-            raise ValueError(f"schema_version {self.schema_version} is not supported; use 1")
-        missing = [k for k in self.number_keys() if k not in self.provenance.values]
-        if missing:
-            raise ValueError(f"provenance.values has no entry for {missing[0]}; say where it came from")
+        check_schema_and_provenance(self.schema_version, self.number_keys(), self.provenance.values)
         return self
 
     def number_keys(self) -> list[str]:
@@ -213,14 +208,7 @@ class ServerProfile(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> ServerProfile:
-        if self.schema_version != SCHEMA_VERSION:
-            raise ValueError(f"schema_version {self.schema_version} is not supported; use 1")
-        for table in ("energy_j", "latency_s"):
-            for key in CostModel.model_fields:
-                if f"{table}.{key}" not in self.provenance.values:
-                    raise ValueError(
-                        f"provenance.values has no entry for {table}.{key}; say where it came from"
-                    )
+        check_schema_and_provenance(self.schema_version, cost_table_keys(), self.provenance.values)
         return self
 
     @property
