@@ -19,5 +19,7 @@ from .core import PruneOptions as PruneOptions
 from .core import prune_to_budget as prune_to_budget
 from .groups import UnsupportedModelError as UnsupportedModelError
 from .importance import EnergyAwareImportance as EnergyAwareImportance
+from .io import load_pruned as load_pruned
+from .io import save_pruned as save_pruned
 from .result import LayerRow as LayerRow
 from .result import PruneResult as PruneResult
