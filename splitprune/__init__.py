@@ -4,12 +4,16 @@ Data flows one way, model -> graph -> annotated graph -> decisions:
 
 - :mod:`splitprune.models`: resolve ``torchvision:NAME`` / ``pkg.mod:fn`` / ``file.py:fn`` into a module.
 - :mod:`splitprune.ops`: the per-operation registry (layer kind, MAC count, shape rule).
+- :mod:`splitprune.tracing`: torch.fx tracing and meta-tensor shape propagation into a networkx DAG.
 - :mod:`splitprune.graph`: :func:`trace` a model into a :class:`LayerGraph` (networkx DAG of layers).
 - :mod:`splitprune.board`: board profiles (TOML) and the empirical per-layer cost model.
 - :mod:`splitprune.energy`: :func:`annotate` a graph with per-layer energy and latency.
-- :mod:`splitprune.split`: choose the device/server cut (exact, on DAGs).
+- :mod:`splitprune.link`: link and server profiles; :mod:`splitprune.split`: the device/server cut
+  (exact, on DAGs); :mod:`splitprune.export`: runnable head/tail programs.
 - :mod:`splitprune.prune`: structured pruning to an energy budget.
 - :mod:`splitprune.calibrate`: fit a board profile from ``measure`` sweeps.
+- :mod:`splitprune.config`, :mod:`splitprune.files`, :mod:`splitprune.errors`: strict TOML loading,
+  atomic writes, user-error types.
 - :mod:`splitprune.plots`: matplotlib figures; :mod:`splitprune.cli`: the ``splitprune`` command.
 """
 
