@@ -27,7 +27,20 @@ from .energy import annotate as annotate
 from .errors import SplitpruneError as SplitpruneError
 from .graph import LayerGraph as LayerGraph
 from .graph import trace as trace
-from .link import load_link as load_link
-from .link import load_server as load_server
-from .split import SplitOptions as SplitOptions
-from .split import solve_split as solve_split
+
+# Split-computing names load on first use: the solver pulls in networkx and numpy-heavy modules
+# that `estimate` does not need.
+_LAZY = {
+    "load_link": "splitprune.link",
+    "load_server": "splitprune.link",
+    "SplitOptions": "splitprune.split",
+    "solve_split": "splitprune.split",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'splitprune' has no attribute {name!r}")

@@ -22,7 +22,7 @@ def annotate(graph: LayerGraph, profile: BoardProfile, *, allow_placeholders: bo
             f"board {profile.board.name!r} has no measured {table} table (placeholder zeros); "
             "calibrate it with a power sensor or use a profile that has one"
         )
-    nodes = graph.nx.nodes
+    nodes = graph.nodes
     for name in graph.order:
         attrs = nodes[name]
         sizes = {"macs": attrs["macs"], "mem_bytes": attrs["mem_bytes"], "kernels": attrs["kernels"]}

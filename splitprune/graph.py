@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import torch
 import torch.fx as fx
 from torch import nn
 
 from .errors import InputShapeError, SplitpruneError
 from .tracing import build_dag, symbolic_trace
+
+if TYPE_CHECKING:
+    import networkx
 
 __all__ = ["LayerGraph", "cut_bytes_along_order", "trace"]
 
@@ -27,8 +30,12 @@ __all__ = ["LayerGraph", "cut_bytes_along_order", "trace"]
 class LayerGraph:
     """A traced model as a DAG of layers (see ``docs/CONTRACT.md`` for the node attributes).
 
+    The networkx view, :attr:`nx`, is built on first use (importing networkx costs more than tracing
+    a ResNet-50); it shares the node attribute dicts with :attr:`nodes`.
+
     Attributes:
-        nx: The networkx DiGraph; node keys are unique fx node names.
+        nodes: Node attributes by node name (unique fx node names).
+        preds: Names of the nodes each node reads from, in argument order.
         order: Node names in execution (topological) order.
         inputs: Names of the input nodes.
         output: Name of the output node.
@@ -38,7 +45,8 @@ class LayerGraph:
         board: Name of the board profile after :func:`splitprune.annotate`, else None.
     """
 
-    nx: nx.DiGraph
+    nodes: dict[str, dict[str, Any]]
+    preds: dict[str, list[str]]
     order: list[str]
     inputs: list[str]
     output: str
@@ -47,8 +55,21 @@ class LayerGraph:
     input_shapes: list[tuple[int, ...]]
     board: str | None = field(default=None)
 
+    @cached_property
+    def nx(self) -> networkx.DiGraph:
+        """The graph as a networkx DiGraph: edge ``u -> v`` when ``v`` reads ``u``'s output."""
+        import networkx
+
+        dag = networkx.DiGraph()
+        for name in self.order:
+            dag.add_node(name)
+            dag.nodes[name].update(self.nodes[name])
+            self.nodes[name] = dag.nodes[name]  # one attribute dict per node, seen by both views
+        dag.add_edges_from((source, name) for name in self.order for source in self.preds[name])
+        return dag
+
     def _sum(self, key: str) -> Any:
-        return sum(self.nx.nodes[n][key] for n in self.order)
+        return sum(self.nodes[n][key] for n in self.order)
 
     @property
     def total_macs(self) -> int:
@@ -81,7 +102,7 @@ class LayerGraph:
         annotated = self.board is not None
         layers = []
         for name in self.order:
-            attrs = self.nx.nodes[name]
+            attrs = self.nodes[name]
             row = {
                 "name": name,
                 "kind": attrs["kind"],
@@ -93,7 +114,7 @@ class LayerGraph:
                 "out_bytes": attrs["out_bytes"],
                 "mem_bytes": attrs["mem_bytes"],
                 "kernels": attrs["kernels"],
-                "inputs": list(self.nx.predecessors(name)),
+                "inputs": list(self.preds[name]),
             }
             if annotated:
                 row["energy_j"] = attrs["energy_j"]
@@ -120,13 +141,14 @@ def cut_bytes_along_order(graph: LayerGraph) -> list[int]:
     what a device running the first ``i + 1`` nodes would have to send.
     """
     position = {name: i for i, name in enumerate(graph.order)}
-    delta = [0] * (len(graph.order) + 1)
+    last_reader: dict[str, int] = {}
     for name in graph.order:
-        consumers = [position[s] for s in graph.nx.successors(name)]
-        if consumers:
-            start, end = position[name], max(consumers)
-            delta[start] += graph.nx.nodes[name]["out_bytes"]
-            delta[end] -= graph.nx.nodes[name]["out_bytes"]
+        for source in graph.preds[name]:
+            last_reader[source] = max(last_reader.get(source, 0), position[name])
+    delta = [0] * (len(graph.order) + 1)
+    for name, end in last_reader.items():
+        delta[position[name]] += graph.nodes[name]["out_bytes"]
+        delta[end] -= graph.nodes[name]["out_bytes"]
     running, result = 0, []
     for i in range(len(graph.order)):
         running += delta[i]
@@ -158,12 +180,13 @@ def trace(
         raise InputShapeError("example_inputs must be a tensor or a sequence of tensors")
     gm = symbolic_trace(model, tuple(leaf_modules))
     meta_inputs = [torch.empty(t.shape, dtype=t.dtype, device="meta") for t in inputs]
-    graph = build_dag(gm, meta_inputs)
+    dag = build_dag(gm, meta_inputs)
     return LayerGraph(
-        nx=graph,
-        order=list(graph.graph["order"]),
-        inputs=list(graph.graph["inputs"]),
-        output=graph.graph["output"],
+        nodes=dag.nodes,
+        preds=dag.preds,
+        order=dag.order,
+        inputs=dag.inputs,
+        output=dag.output,
         gm=gm,
         name=name or type(model).__name__,
         input_shapes=[tuple(t.shape) for t in inputs],

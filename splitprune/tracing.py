@@ -7,9 +7,9 @@ for each op's kind, MACs and kernels. :func:`splitprune.graph.trace` wraps both 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-import networkx as nx
 import torch
 import torch.fx as fx
 from torch import nn
@@ -17,7 +17,26 @@ from torch import nn
 from .errors import InputShapeError, SplitpruneError, TraceError
 from .ops import NO_WORK_KINDS, OpCall, OpRule, function_rule, method_rule, module_rule
 
-__all__ = ["build_dag", "symbolic_trace"]
+__all__ = ["Dag", "build_dag", "symbolic_trace"]
+
+
+@dataclass
+class Dag:
+    """Traced ops and their data flow, without networkx (the estimate path never imports it).
+
+    Attributes:
+        nodes: Attributes of every node by name (see ``docs/CONTRACT.md``).
+        preds: Names of the nodes each node reads from.
+        order: Node names in execution (topological) order.
+        inputs: Names of the input nodes.
+        output: Name of the output node.
+    """
+
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    preds: dict[str, list[str]] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    output: str = "output"
 
 
 class _Tracer(fx.Tracer):
@@ -124,14 +143,11 @@ def _dtype_name(value: Any) -> str:
     return ""
 
 
-def build_dag(gm: fx.GraphModule, meta_inputs: list[torch.Tensor]) -> nx.DiGraph:
+def build_dag(gm: fx.GraphModule, meta_inputs: list[torch.Tensor]) -> Dag:
     """Run ``gm`` on meta inputs and return its DAG of ops with sizes, MACs and kernels per node."""
     runner = _MetaRunner(gm)
     env: dict[str, Any] = {}
-    dag = nx.DiGraph()
-    order: list[str] = []
-    inputs: list[str] = []
-    output = "output"
+    dag = Dag()
     attr_owner: dict[str, str] = {}  # get_attr node -> first consumer (its weights count there once)
     attr_bytes: dict[str, tuple[int, int]] = {}
     placeholders = iter(meta_inputs)
@@ -154,17 +170,15 @@ def build_dag(gm: fx.GraphModule, meta_inputs: list[torch.Tensor]) -> nx.DiGraph
                     "pass one example tensor per forward() argument"
                 ) from None
             env[node.name] = value
-            inputs.append(node.name)
+            dag.inputs.append(node.name)
             _add_node(dag, node, "input", value, params=(0, 0), macs=0, ops=0, in_bytes=0, kernels=0)
-            order.append(node.name)
             continue
         if node.op == "output":
-            output = node.name
+            dag.output = node.name
             value = load(node.args[0])
             env[node.name] = value
             _add_node(dag, node, "output", value, params=(0, 0), macs=0, ops=0, in_bytes=0, kernels=0)
             _add_edges(dag, node, attr_owner, attr_bytes)
-            order.append(node.name)
             continue
 
         args, kwargs = load(node.args), load(node.kwargs)
@@ -191,7 +205,6 @@ def build_dag(gm: fx.GraphModule, meta_inputs: list[torch.Tensor]) -> nx.DiGraph
             kernels=int(rule.kernels(call)) if kind == "conv" else 0,
         )
         _add_edges(dag, node, attr_owner, attr_bytes)
-        order.append(node.name)
 
     for attrs in dag.nodes.values():
         if attrs["kind"] in NO_WORK_KINDS:
@@ -199,7 +212,6 @@ def build_dag(gm: fx.GraphModule, meta_inputs: list[torch.Tensor]) -> nx.DiGraph
         else:
             attrs["mem_bytes"] = attrs["in_bytes"] + attrs["out_bytes"] + attrs["param_bytes"]
         del attrs["in_bytes"]
-    dag.graph.update(order=order, inputs=inputs, output=output)
     return dag
 
 
@@ -249,7 +261,7 @@ def _kind(rule: OpRule, value: Any, args: Any) -> str:
 
 
 def _add_node(
-    dag: nx.DiGraph,
+    dag: Dag,
     node: fx.Node,
     kind: str,
     value: Any,
@@ -264,8 +276,9 @@ def _add_node(
     stack = node.meta.get("nn_module_stack")
     if not module_path and stack:
         module_path = next(reversed(stack.values()))[0] if stack else ""
-    dag.add_node(
-        node.name,
+    dag.order.append(node.name)
+    dag.preds[node.name] = []
+    dag.nodes[node.name] = dict(
         kind=kind,
         module=str(module_path),
         target=node.target if isinstance(node.target, str) else getattr(node.target, "__name__", ""),
@@ -284,7 +297,7 @@ def _add_node(
 
 
 def _add_edges(
-    dag: nx.DiGraph,
+    dag: Dag,
     node: fx.Node,
     attr_owner: dict[str, str],
     attr_bytes: dict[str, tuple[int, int]],
@@ -298,5 +311,6 @@ def _add_edges(
                 attrs["params"] += count
                 attrs["param_bytes"] += size
             continue
-        dag.add_edge(source.name, node.name)
-        attrs["input_shapes"].extend(dag.nodes[source.name]["output_shapes"])
+        if source.name not in dag.preds[node.name]:
+            dag.preds[node.name].append(source.name)
+            attrs["input_shapes"].extend(dag.nodes[source.name]["output_shapes"])

@@ -14,7 +14,7 @@ def plot_estimate(graph: LayerGraph, path: Path) -> Path:
     """Draw per-layer energy bars and, along topological order, cumulative energy and cut size."""
     import matplotlib.pyplot as plt
 
-    energy_mj = [graph.nx.nodes[n]["energy_j"] * 1e3 for n in graph.order]
+    energy_mj = [graph.nodes[n]["energy_j"] * 1e3 for n in graph.order]
     cumulative_mj, running = [], 0.0
     for value in energy_mj:
         running += value
@@ -27,7 +27,7 @@ def plot_estimate(graph: LayerGraph, path: Path) -> Path:
     bars.bar(
         positions,
         energy_mj,
-        color=[colors.get(graph.nx.nodes[n]["kind"], "tab:gray") for n in graph.order],
+        color=[colors.get(graph.nodes[n]["kind"], "tab:gray") for n in graph.order],
         width=0.9,
     )
     bars.set_ylabel("layer energy (mJ)")
