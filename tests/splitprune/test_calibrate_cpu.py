@@ -8,15 +8,14 @@ networks with ``--sensor none``; ``splitprune calibrate`` fits a latency profile
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 
 from measure.__main__ import main as measure_main
 from splitprune.board import load_board
 from splitprune.calibrate import read_sweep
-from splitprune.cli import main
 
 QUICK = Path(__file__).parent.parent.parent / "configs" / "sweeps" / "quick.toml"
 
@@ -34,28 +33,17 @@ def cpu_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):
-    monkeypatch.setattr(sys, "argv", ["splitprune", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.mark.slow
 def test_cpu_latency_calibration_predicts_held_out_networks(
-    cpu_sweep: Path, tmp_path: Path, monkeypatch, capsys
+    cpu_sweep: Path, tmp_path: Path
 ):
     data = read_sweep(cpu_sweep)
     networks = {row.network for row in data.network_rows}
     assert len(networks) == 5 and not any(r.ok is False for r in data.rows)
 
     profile_path = tmp_path / "cpu.toml"
-    code, out, err = _cli(
-        monkeypatch, capsys, "calibrate", str(cpu_sweep), "--name", "this-cpu",
+    code, out, err = run_cli(
+        "calibrate", str(cpu_sweep), "--name", "this-cpu",
         "--out", str(profile_path), "--metric", "latency", "--json",
     )  # fmt: skip
     assert code == 0, err
@@ -67,8 +55,8 @@ def test_cpu_latency_calibration_predicts_held_out_networks(
     assert fit["cv_r2"]["conv"] > 0.7  # MACs explain most of the conv latency
     assert profile.fit_quality["metrics_fitted"] == "latency_s"
 
-    code, out, err = _cli(
-        monkeypatch, capsys, "validate", str(cpu_sweep), "--board", str(profile_path), "--json"
+    code, out, err = run_cli(
+        "validate", str(cpu_sweep), "--board", str(profile_path), "--json"
     )
     assert code == 0, err
     result = json.loads(out)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 
 from measure.record import SweepLog
 from splitprune.board import CostModel, load_board
 from splitprune.calibrate import calibrate, fit_cost_model, profile_toml, read_sweep, validate
-from splitprune.cli import main
 from splitprune.errors import DataError
 
 TRUE_LATENCY = {
@@ -177,23 +176,12 @@ def test_validate_predicts_networks_with_the_graph(tmp_path: Path):
     assert set(doc["rows"][0]) >= {"name", "measured", "predicted", "error"} and "mape" in doc
 
 
-def _cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["splitprune", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_cli_calibrate_validate_and_plots(tmp_path: Path, monkeypatch, capsys):
+def test_cli_calibrate_validate_and_plots(tmp_path: Path):
     path = tmp_path / "sweep.csv"
     _write_csv(path, TRUE_LATENCY, noise=0.01)
     out, plot = tmp_path / "p.toml", tmp_path / "fit.png"
-    code, stdout, err = _cli(
-        monkeypatch, capsys, "calibrate", str(path), "--name", "x", "--out", str(out),
+    code, stdout, err = run_cli(
+        "calibrate", str(path), "--name", "x", "--out", str(out),
         "--metric", "latency", "--plot", str(plot), "--json",
     )  # fmt: skip
     assert code == 0, err
@@ -202,14 +190,14 @@ def test_cli_calibrate_validate_and_plots(tmp_path: Path, monkeypatch, capsys):
     assert load_board(out).latency_s.conv_kernel_granularity == 32
     assert plot.stat().st_size > 10_000
     vplot = tmp_path / "val.png"
-    code, stdout, err = _cli(
-        monkeypatch, capsys, "validate", str(path), "--board", str(out), "--json", "--plot", str(vplot)
+    code, stdout, err = run_cli(
+        "validate", str(path), "--board", str(out), "--json", "--plot", str(vplot)
     )
     assert code == 0, err
     assert len(json.loads(stdout)["rows"]) == 2 and vplot.stat().st_size > 10_000
-    code, stdout, err = _cli(monkeypatch, capsys, "validate", str(path), "--board", str(out))
+    code, stdout, err = run_cli("validate", str(path), "--board", str(out))
     assert code == 0 and "MAPE" in stdout
-    code, _, err = _cli(monkeypatch, capsys, "calibrate", str(path), "--name", "x", "--out", str(out))
+    code, _, err = run_cli("calibrate", str(path), "--name", "x", "--out", str(out))
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
 
 

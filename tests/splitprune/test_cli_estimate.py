@@ -1,24 +1,14 @@
 """The estimate command end to end: table, JSON contract, plot, and one-line errors with exit 2."""
 
 import json
-import sys
 import textwrap
 
 import pytest
-
-from splitprune.cli import main
-
-
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["splitprune", *args])
-    with pytest.raises(SystemExit) as info:
-        main()
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
+from cli_runner import run_cli
 
 
-def test_json_is_the_only_stdout_and_recomputes(monkeypatch, capsys):
-    code, out, _ = run_cli(monkeypatch, capsys, "estimate", "torchvision:resnet18", "--json")
+def test_json_is_the_only_stdout_and_recomputes():
+    code, out, _ = run_cli("estimate", "torchvision:resnet18", "--json")
     assert code in (0, None)
     doc = json.loads(out)
     assert doc["model"] == "torchvision:resnet18"
@@ -32,19 +22,18 @@ def test_json_is_the_only_stdout_and_recomputes(monkeypatch, capsys):
     assert adds and all(len(row["inputs"]) == 2 for row in adds)
 
 
-def test_table_plot_and_batch(monkeypatch, capsys, tmp_path):
+def test_table_plot_and_batch(tmp_path):
     plot = tmp_path / "e.png"
     code, out, err = run_cli(
-        monkeypatch, capsys, "estimate", "torchvision:mobilenet_v2", "--board", "xavier-nx",
-        "--batch", "2", "--plot", str(plot),
-    )  # fmt: skip
+        "estimate", "torchvision:mobilenet_v2", "--board", "xavier-nx", "--batch", "2", "--plot", str(plot)
+    )
     assert code in (0, None)
     assert "Xavier NX" in out and "total:" in out
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert "plot written" in err
 
 
-def test_user_callable_from_a_file(monkeypatch, capsys, tmp_path):
+def test_user_callable_from_a_file(tmp_path):
     source = tmp_path / "tiny.py"
     source.write_text(textwrap.dedent("""
         from torch import nn
@@ -54,11 +43,11 @@ def test_user_callable_from_a_file(monkeypatch, capsys, tmp_path):
             return 42
     """))
     code, out, _ = run_cli(
-        monkeypatch, capsys, "estimate", f"{source}:build", "--input-shape", "1,1,8,8", "--json"
+        "estimate", f"{source}:build", "--input-shape", "1,1,8,8", "--json"
     )
     assert code in (0, None)
     assert json.loads(out)["total_macs"] == 4 * 36 * 9 + 144 * 2
-    code, _, err = run_cli(monkeypatch, capsys, "estimate", f"{source}:not_a_model")
+    code, _, err = run_cli("estimate", f"{source}:not_a_model")
     assert code == 2 and "returned int, not an nn.Module" in err
 
 
@@ -76,8 +65,8 @@ def test_user_callable_from_a_file(monkeypatch, capsys, tmp_path):
         (["torchvision:resnet18", "--board", "/nope/b.toml"], "not found"),
     ],
 )
-def test_user_mistakes_are_one_line_and_exit_2(monkeypatch, capsys, args, message):
-    code, out, err = run_cli(monkeypatch, capsys, "estimate", *args)
+def test_user_mistakes_are_one_line_and_exit_2(args, message):
+    code, out, err = run_cli("estimate", *args)
     assert code == 2
     assert out == ""
     assert message in err

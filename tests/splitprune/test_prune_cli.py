@@ -1,27 +1,18 @@
 """The prune command end to end: JSON contract, saved model and report, plot, one-line errors."""
 
 import json
-import sys
 
 import pytest
 import torch
+from cli_runner import run_cli
 
-from splitprune.cli import main
 from splitprune.prune.io import load_pruned
 
 
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["splitprune", *args])
-    with pytest.raises(SystemExit) as info:
-        main()
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
-
-
-def test_json_output_saved_model_and_plot(monkeypatch, capsys, tmp_path):
+def test_json_output_saved_model_and_plot(tmp_path):
     saved, plot = tmp_path / "pruned.pt", tmp_path / "prune.png"
     code, out, _ = run_cli(
-        monkeypatch, capsys, "prune", "torchvision:resnet18", "--board", "tx2", "--budget", "0.6",
+        "prune", "torchvision:resnet18", "--board", "tx2", "--budget", "0.6",
         "--input-shape", "1,3,112,112", "--output", str(saved), "--plot", str(plot), "--json",
     )  # fmt: skip
     assert code in (0, None)
@@ -45,9 +36,9 @@ def test_json_output_saved_model_and_plot(monkeypatch, capsys, tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_table_for_people(monkeypatch, capsys):
+def test_table_for_people():
     code, out, _ = run_cli(
-        monkeypatch, capsys, "prune", "torchvision:resnet18", "--budget", "70%", "--input-shape",
+        "prune", "torchvision:resnet18", "--budget", "70%", "--input-shape",
         "1,3,96,96", "--importance", "magnitude", "--round-to", "16",
     )  # fmt: skip
     assert code in (0, None)
@@ -63,17 +54,17 @@ def test_table_for_people(monkeypatch, capsys):
         (["--ignore", "layer1.0.conv9"], "did you mean"),
     ],
 )
-def test_user_errors_are_one_line_with_exit_2(monkeypatch, capsys, args, message):
+def test_user_errors_are_one_line_with_exit_2(args, message):
     code, out, err = run_cli(
-        monkeypatch, capsys, "prune", "torchvision:resnet18", "--input-shape", "1,3,64,64", *args
+        "prune", "torchvision:resnet18", "--input-shape", "1,3,64,64", *args
     )
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and message in errors[0]
     assert "Traceback" not in err
 
 
-def test_unsupported_model_is_one_line(monkeypatch, capsys):
+def test_unsupported_model_is_one_line():
     code, _, err = run_cli(
-        monkeypatch, capsys, "prune", "torchvision:shufflenet_v2_x0_5", "--input-shape", "1,3,64,64"
+        "prune", "torchvision:shufflenet_v2_x0_5", "--input-shape", "1,3,64,64"
     )
     assert code == 2 and "permutes tensor dimensions" in err and "Traceback" not in err

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from cli_runner import run_cli
 
 from splitprune.cli.split import parse_rate_range
 from splitprune.errors import SplitpruneError
@@ -18,36 +15,12 @@ from splitprune.errors import SplitpruneError
 MODEL = "torchvision:resnet18"
 
 
-@dataclass
-class Done:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def _run(*args: str) -> Done:
-    """Run the console entry point in-process (torch is already imported: fast)."""
-    from splitprune.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    argv, sys.argv = sys.argv, ["splitprune", "split", *args]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    finally:
-        sys.argv = argv
-    return Done(code, out.getvalue(), err.getvalue())
-
-
 @pytest.fixture(scope="module")
 def energy_doc() -> dict:
-    done = _run(MODEL, "--link", "5g", "--wire", "int8", "--server", "gpu-server",
+    done = run_cli("split", MODEL, "--link", "5g", "--wire", "int8", "--server", "gpu-server",
                 "--input-shape", "1,3,64,64", "--sweep-bandwidth", "1e5:1e10", "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    assert done.code == 0, done.err
+    return json.loads(done.out)
 
 
 def test_json_lets_a_third_party_rederive_the_optimum(energy_doc):
@@ -85,11 +58,11 @@ def test_policy_in_json_covers_the_range_and_holds_the_chosen_split(energy_doc):
 
 
 def test_export_and_plot(tmp_path: Path):
-    done = _run(MODEL, "--link", "5g", "--objective", "latency", "--server", "gpu-server",
+    done = run_cli("split", MODEL, "--link", "5g", "--objective", "latency", "--server", "gpu-server",
                 "--input-shape", "1,3,64,64", "--rate-bps", "3e6", "--export", str(tmp_path / "exp"),
                 "--plot", str(tmp_path / "split.png"), "--json")
-    assert done.returncode == 0, done.stderr
-    doc = json.loads(done.stdout)
+    assert done.code == 0, done.err
+    doc = json.loads(done.out)
     assert doc["rate_bps"] == pytest.approx(3e6)
     manifest = json.loads((tmp_path / "exp" / "manifest.json").read_text())
     cut = [c["name"] for c in doc["cut"]] or ["output"]
@@ -112,11 +85,11 @@ def test_export_and_plot(tmp_path: Path):
     ],
 )
 def test_user_errors_are_one_line_with_exit_2(args, needle):
-    done = _run(MODEL, "--input-shape", "1,3,32,32", *args)
-    assert done.returncode == 2
-    assert done.stderr.startswith("error: ") and needle in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
-    assert "Traceback" not in done.stderr
+    done = run_cli("split", MODEL, "--input-shape", "1,3,32,32", *args)
+    assert done.code == 2
+    assert done.err.startswith("error: ") and needle in done.err
+    assert len(done.err.strip().splitlines()) == 1
+    assert "Traceback" not in done.err
 
 
 def test_rate_range_parsing():
