@@ -127,6 +127,7 @@ def layered_dag(n: int, seed: int = 0, width: int = 8):
 def brute_force_row(n: int, seeds: int) -> dict:
     from splitprune.link import load_link
     from splitprune.split import SplitSolver, evaluate
+    from splitprune.split.problem import closed_placements
 
     link = load_link("wifi").figures(1e7)
     agree, sets, elapsed_bf, elapsed_solver = 0, 0, 0.0, 0.0
@@ -134,7 +135,7 @@ def brute_force_row(n: int, seeds: int) -> dict:
         problem = layered_dag(n, seed, width=2)
         start = time.perf_counter()
         best, count = np.inf, 0
-        for x in _closed_sets(problem):
+        for x in closed_placements(problem):
             count += 1
             best = min(best, evaluate(problem, x, link).total_energy_j)
         elapsed_bf += time.perf_counter() - start
@@ -144,26 +145,6 @@ def brute_force_row(n: int, seeds: int) -> dict:
         agree += abs(result.objective_value - best) <= 1e-9 * best
     return {"nodes": n + 1, "cases": seeds, "agree": agree, "mean_closed_sets": sets / seeds,
             "brute_force_mean_s": elapsed_bf / seeds, "solver_mean_s": elapsed_solver / seeds}
-
-
-def _closed_sets(problem):
-    n = problem.n
-    x = np.zeros(n, dtype=bool)
-    x[list(problem.inputs)] = True
-    free = [v for v in range(n) if not x[v]]
-
-    def rec(k):
-        if k == len(free):
-            yield x.copy()
-            return
-        v = free[k]
-        yield from rec(k + 1)
-        if all(x[p] for p in problem.preds[v]):
-            x[v] = True
-            yield from rec(k + 1)
-            x[v] = False
-
-    yield from rec(0)
 
 
 def main() -> None:

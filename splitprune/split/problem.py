@@ -21,7 +21,7 @@ check that by brute force).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import SplitpruneError
 from ..link import LinkFigures
 
-__all__ = ["Costs", "Evaluation", "SplitProblem", "WireFormat", "evaluate"]
+__all__ = ["Costs", "Evaluation", "SplitProblem", "WireFormat", "closed_placements", "evaluate"]
 
 _FLOAT_DTYPES = {"float32": 4, "float": 4, "float64": 8, "double": 8, "float16": 2, "half": 2,
                  "bfloat16": 2}
@@ -363,3 +363,26 @@ def evaluate(
         memory_bytes=problem.memory_bytes(x),
         offloaded=bool(offloaded),
     )
+
+
+def closed_placements(problem: SplitProblem) -> Iterator[np.ndarray]:
+    """Every placement that holds the inputs and is closed under predecessors (exhaustive search).
+
+    The count grows exponentially with the graph: for checking solvers on small DAGs only.
+    """
+    free = [v for v in range(problem.n) if v not in problem.inputs]
+    x = np.zeros(problem.n, dtype=bool)
+    x[list(problem.inputs)] = True
+
+    def extend(k: int) -> Iterator[np.ndarray]:
+        if k == len(free):
+            yield x.copy()
+            return
+        v = free[k]
+        yield from extend(k + 1)
+        if all(x[p] for p in problem.preds[v]):
+            x[v] = True
+            yield from extend(k + 1)
+            x[v] = False
+
+    yield from extend(0)
