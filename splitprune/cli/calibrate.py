@@ -78,7 +78,13 @@ def validate(
     from ..calibrate import read_sweep
     from ..calibrate import validate as check
 
-    result = check(read_sweep(csv_path), load_board(board), metric=metric)
+    data, profile = read_sweep(csv_path), load_board(board)
+    measured_on = data.header("device", "")
+    if measured_on and measured_on != profile.board.device:
+        status.print(
+            f"warning: the sweep ran on {measured_on!r} but {profile.name} models {profile.board.device!r}"
+        )
+    result = check(data, profile, metric=metric)
     if plot is not None:
         from ..plots.calibrate import plot_validation
 

@@ -17,7 +17,7 @@ __all__ = ["emit_json", "fail", "parse_input_shape", "people", "write_atomic"]
 # Tables for people go to stdout; progress and warnings to stderr. With --json nothing but the
 # document is printed to stdout, so commands print their tables only when json_out is false.
 people = Console(width=None if sys.stdout.isatty() else 150)
-status = Console(stderr=True)
+status = Console(stderr=True, soft_wrap=True)  # one message, one line, whatever the width
 
 
 def fail(message: str) -> None:
