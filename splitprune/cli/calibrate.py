@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from . import app
-from .common import emit_json, people, status, write_atomic
+from .common import JsonOption, emit_json, people, status, write_atomic
 
 __all__ = ["calibrate", "validate"]
 
@@ -23,7 +23,7 @@ def calibrate(
     ] = "both",
     energy_basis: Annotated[str, typer.Option(help="net (idle-subtracted) or gross energy")] = "net",
     plot: Annotated[Path | None, typer.Option(help="Write a PNG: measured vs fitted per kernel mode")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print only a JSON document on stdout")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Fit a board profile (cost per MAC, per byte, per layer) to the layer rows of a sweep CSV."""
     from ..calibrate import calibrate as fit_profile
@@ -71,7 +71,7 @@ def validate(
         str | None, typer.Option(help="energy or latency (default: energy if the sweep measured it)")
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG: predicted vs measured")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print only a JSON document on stdout")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Compare a profile's predictions with the whole networks measured in a sweep."""
     from ..board import load_board

@@ -8,20 +8,27 @@ from typing import Annotated, Any
 import typer
 
 from . import app
-from .common import emit_json, parse_input_shape, people, status
+from .common import (
+    BoardOption,
+    InputShapeOption,
+    JsonOption,
+    ModelArgument,
+    emit_json,
+    parse_input_shape,
+    people,
+    status,
+)
 
 __all__ = ["estimate"]
 
 
 @app.command()
 def estimate(
-    model: Annotated[str, typer.Argument(help="torchvision:NAME, package.module:fn or file.py:fn")],
-    board: Annotated[str, typer.Option(help="Board profile: tx2, xavier-nx or a path to a .toml")] = "tx2",
-    input_shape: Annotated[
-        str | None, typer.Option(help="Input shape like 1,3,224,224 (default: the model's own)")
-    ] = None,
+    model: ModelArgument,
+    board: BoardOption = "tx2",
+    input_shape: InputShapeOption = None,
     batch: Annotated[int | None, typer.Option(help="Batch size (replaces the first dimension)")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print only a JSON document on stdout")] = False,
+    json_out: JsonOption = False,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG: per-layer energy and cut sizes")] = None,
     top: Annotated[int, typer.Option(help="Rows in the table (the costliest layers); 0 for all")] = 25,
 ) -> None:
@@ -34,11 +41,9 @@ def estimate(
     from ..models import load_model
 
     profile = load_board(board)
-    shape = parse_input_shape(input_shape, batch)
+    parse_input_shape(input_shape, default=(1,), batch=batch)  # a typo fails before the model loads
     loaded = load_model(model, device="meta")
-    if shape is None:
-        shape = parse_input_shape(",".join(map(str, loaded.input_shape)), batch)
-    assert shape is not None
+    shape = parse_input_shape(input_shape, default=loaded.input_shape, batch=batch)
     graph = annotate(trace(loaded.module, torch.empty(shape, device="meta"), name=model), profile)
     if plot is not None:
         from ..plots.estimate import plot_estimate

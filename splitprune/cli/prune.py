@@ -9,15 +9,24 @@ from typing import Annotated, Any
 import typer
 
 from . import app
-from .common import emit_json, parse_input_shape, people, status
+from .common import (
+    BoardOption,
+    InputShapeOption,
+    JsonOption,
+    ModelArgument,
+    emit_json,
+    parse_input_shape,
+    people,
+    status,
+)
 
 __all__ = ["prune"]
 
 
 @app.command()
 def prune(
-    model: Annotated[str, typer.Argument(help="torchvision:NAME, package.module:fn or file.py:fn")],
-    board: Annotated[str, typer.Option(help="Board profile: tx2, xavier-nx or a path to a .toml")] = "tx2",
+    model: ModelArgument,
+    board: BoardOption = "tx2",
     budget: Annotated[
         str, typer.Option(help="Fraction of baseline (0.5, 50%), joules (0.08J, 80mJ) or latency (12ms)")
     ] = "0.5",
@@ -35,14 +44,12 @@ def prune(
     ] = None,
     min_channels: Annotated[int, typer.Option(help="Fewest output channels a layer keeps")] = 4,
     max_ratio: Annotated[float, typer.Option(help="Largest fraction of a layer's channels removed")] = 0.9,
-    input_shape: Annotated[
-        str | None, typer.Option(help="Input shape like 1,3,224,224 (default: the model's own)")
-    ] = None,
+    input_shape: InputShapeOption = None,
     seed: Annotated[int, typer.Option(help="Seed for weights init and random importance")] = 0,
     output: Annotated[
         Path | None, typer.Option(help="Save the pruned model here (.pt) and its report as .json")
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print only a JSON document on stdout")] = False,
+    json_out: JsonOption = False,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG: layer energy before/after, steps")] = None,
 ) -> None:
     """Prune MODEL until its estimated energy (or latency) on BOARD meets BUDGET."""
@@ -69,7 +76,7 @@ def prune(
     )
     torch.manual_seed(seed)
     loaded = load_model(model, device="cpu")
-    shape = parse_input_shape(input_shape) or loaded.input_shape
+    shape = parse_input_shape(input_shape, default=loaded.input_shape)
     inputs = torch.randn(shape)
     if not json_out:
         status.print(f"pruning {model} to {spec.describe()} on {profile.name} ...")

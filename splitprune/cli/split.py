@@ -10,7 +10,16 @@ import typer
 
 from ..errors import SplitpruneError
 from . import app
-from .common import emit_json, parse_input_shape, people, status
+from .common import (
+    BoardOption,
+    InputShapeOption,
+    JsonOption,
+    ModelArgument,
+    emit_json,
+    parse_input_shape,
+    people,
+    status,
+)
 
 __all__ = ["parse_rate_range", "split"]
 
@@ -43,8 +52,8 @@ def parse_rate_range(text: str) -> tuple[float, float, int]:
 
 @app.command()
 def split(
-    model: Annotated[str, typer.Argument(help="torchvision:NAME, package.module:fn or file.py:fn")],
-    board: Annotated[str, typer.Option(help="Board profile: tx2, xavier-nx or a .toml")] = "tx2",
+    model: ModelArgument,
+    board: BoardOption = "tx2",
     link: Annotated[str, typer.Option(help="Link profile: wifi, lte, 5g, ble or a .toml")] = "wifi",
     server: Annotated[
         str | None, typer.Option(help="Server profile (gpu-server or a .toml); default: free server")
@@ -60,9 +69,9 @@ def split(
     sweep_bandwidth: Annotated[
         str | None, typer.Option(help="LOW:HIGH[:N] bit/s: the optimal split for every rate")
     ] = None,
-    input_shape: Annotated[str | None, typer.Option(help="Input shape like 1,3,224,224")] = None,
+    input_shape: InputShapeOption = None,
     method: Annotated[str, typer.Option(help="auto, milp, lp or mincut")] = "auto",
-    json_out: Annotated[bool, typer.Option("--json", help="Print only a JSON document on stdout")] = False,
+    json_out: JsonOption = False,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of the trade-off (and the policy)")] = None,
     export: Annotated[Path | None, typer.Option(help="Write head/tail programs and a manifest here")] = None,
 ) -> None:
@@ -92,7 +101,7 @@ def split(
     if rate_bps is not None and not rate_bps > 0:
         raise SplitpruneError(f"--rate-bps must be positive, got {rate_bps}")
     loaded = load_model(model, device="cpu" if export is not None else "meta")
-    shape = parse_input_shape(input_shape) or tuple(loaded.input_shape)
+    shape = parse_input_shape(input_shape, default=loaded.input_shape)
     example = torch.randn(shape) if export is not None else torch.empty(shape, device="meta")
     graph = annotate(trace(loaded.module, example, name=model), profile)
     problem = SplitProblem.from_digraph(
