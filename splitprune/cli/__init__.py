@@ -23,7 +23,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """Energy-aware split computing and pruning for NVIDIA Jetson boards."""

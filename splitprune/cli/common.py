@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,11 +13,18 @@ from rich.console import Console
 from ..errors import InputShapeError
 from ..files import write_atomic
 
+if TYPE_CHECKING:
+    import torch
+
+    from ..board import BoardProfile
+    from ..graph import LayerGraph
+
 __all__ = [
     "BoardOption",
     "InputShapeOption",
     "JsonOption",
     "ModelArgument",
+    "annotated_model",
     "emit_json",
     "parse_input_shape",
     "people",
@@ -63,3 +70,30 @@ def parse_input_shape(
                 f"bad --input-shape {text!r}: give comma-separated positive integers like 1,3,224,224"
             )
     return shape if batch is None else (batch, *shape[1:])
+
+
+def annotated_model(
+    spec: str,
+    profile: BoardProfile,
+    input_shape: str | None,
+    *,
+    batch: int | None = None,
+    runnable: bool = False,
+) -> tuple[LayerGraph, torch.Tensor]:
+    """Load, trace and annotate the model ``spec``; return the graph and its example input.
+
+    With ``runnable`` the model gets real weights and a random input (to export or run it); otherwise
+    both live on the meta device, which is all estimating needs.
+    """
+    import torch
+
+    from ..energy import annotate
+    from ..graph import trace
+    from ..models import load_model
+
+    parse_input_shape(input_shape, default=(1,), batch=batch)  # a typo fails before the model loads
+    loaded = load_model(spec, device="cpu" if runnable else "meta")
+    shape = parse_input_shape(input_shape, default=loaded.input_shape, batch=batch)
+    example = torch.randn(shape) if runnable else torch.empty(shape, device="meta")
+    graph = annotate(trace(loaded.module, example, name=spec), profile)
+    return graph, example

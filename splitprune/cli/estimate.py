@@ -13,8 +13,8 @@ from .common import (
     InputShapeOption,
     JsonOption,
     ModelArgument,
+    annotated_model,
     emit_json,
-    parse_input_shape,
     people,
     status,
 )
@@ -33,18 +33,9 @@ def estimate(
     top: Annotated[int, typer.Option(help="Rows in the table (the costliest layers); 0 for all")] = 25,
 ) -> None:
     """Estimate per-layer MACs, energy and latency of MODEL on a Jetson board."""
-    import torch
-
     from ..board import load_board
-    from ..energy import annotate
-    from ..graph import trace
-    from ..models import load_model
 
-    profile = load_board(board)
-    parse_input_shape(input_shape, default=(1,), batch=batch)  # a typo fails before the model loads
-    loaded = load_model(model, device="meta")
-    shape = parse_input_shape(input_shape, default=loaded.input_shape, batch=batch)
-    graph = annotate(trace(loaded.module, torch.empty(shape, device="meta"), name=model), profile)
+    graph, _ = annotated_model(model, load_board(board), input_shape, batch=batch)
     if plot is not None:
         from ..plots.estimate import plot_estimate
 

@@ -15,8 +15,8 @@ from .common import (
     InputShapeOption,
     JsonOption,
     ModelArgument,
+    annotated_model,
     emit_json,
-    parse_input_shape,
     people,
     status,
 )
@@ -76,13 +76,8 @@ def split(
     export: Annotated[Path | None, typer.Option(help="Write head/tail programs and a manifest here")] = None,
 ) -> None:
     """Find the device/server split of MODEL that minimises device energy (or latency) over a link."""
-    import torch
-
     from ..board import load_board
-    from ..energy import annotate
-    from ..graph import trace
     from ..link import load_link, load_server
-    from ..models import load_model
     from ..split import SplitOptions, SplitProblem, SplitSolver, WireFormat, bandwidth_policy
 
     profile, link_profile = load_board(board), load_link(link)
@@ -100,10 +95,7 @@ def split(
     fmt = WireFormat.parse(wire)
     if rate_bps is not None and not rate_bps > 0:
         raise SplitpruneError(f"--rate-bps must be positive, got {rate_bps}")
-    loaded = load_model(model, device="cpu" if export is not None else "meta")
-    shape = parse_input_shape(input_shape, default=loaded.input_shape)
-    example = torch.randn(shape) if export is not None else torch.empty(shape, device="meta")
-    graph = annotate(trace(loaded.module, example, name=model), profile)
+    graph, example = annotated_model(model, profile, input_shape, runnable=export is not None)
     problem = SplitProblem.from_digraph(
         graph.nx, graph.order, inputs=graph.inputs, output=graph.output, wire=fmt, server=server_profile
     )
