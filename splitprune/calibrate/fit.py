@@ -1,29 +1,55 @@
-"""The relative-error fit of one metric's :class:`~splitprune.board.CostModel`.
+"""Fit one board's cost tables to per-layer measurements (the model is in :mod:`splitprune.board`).
 
-Minimises ``sum(((predicted - measured) / measured) ** 2)`` over non-negative coefficients, so a 20 us
-layer weighs as much as a 20 ms one. For a fixed kernel granularity ``g`` the cost is linear in the
-coefficients, so each candidate ``g`` is an exact small non-negative least-squares problem (every active
-set is tried); ``g`` is chosen by k-fold cross-validated MAPE (``g = 1``, no tiling, is a candidate, as
-on a CPU). Quality figures are cross-validated unless named ``train_``.
+**Latency** is fitted by non-linear least squares on ``log(predicted / measured)`` (so a 20 us layer
+weighs as much as a 20 ms one): the roofline slopes, ``static_per_layer`` and, for an eager sweep, one
+launch floor per layer kind present, combined by the smooth maximum. **Energy** is linear in its
+coefficients once the layer's time is known: ``static_power_w * measured latency`` plus the MAC, byte
+and per-op terms, fitted by exact non-negative least squares on relative residuals (every active set
+is tried). For each table the kernel granularity ``g`` is chosen by k-fold cross-validated MAPE
+(``g = 1``, no tiling, is a candidate). Quality figures are cross-validated unless named ``train_``.
+
+Kinds a sweep did not measure borrow a related kind's coefficient (:data:`FLOOR_FALLBACK`, GEMMs the
+conv slope); :attr:`FitResult.fallbacks` names each borrowing so the caller can warn.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..board import CONV_KINDS, FC_KINDS, FREE_KINDS, GEMM_KINDS, CostModel
+from ..board import CONV_KINDS, FC_KINDS, GEMM_KINDS, CostModel
 from ..errors import DataError
+from ..ops import NO_WORK_KINDS
 
-__all__ = ["COEFFICIENTS", "GRANULARITIES", "FitResult", "fit_cost_model", "group_of", "predict"]
+__all__ = [
+    "FLOOR_FALLBACK",
+    "GRANULARITIES",
+    "FitResult",
+    "LayerData",
+    "fit_energy",
+    "fit_latency",
+    "group_of",
+]
 
 GRANULARITIES = (1, 2, 4, 8, 16, 32, 64)
-COEFFICIENTS = ("conv_per_mac", "linear_per_mac", "memory_per_byte", "static_per_layer")
+FLOOR_FALLBACK: dict[str, tuple[str, float]] = {
+    "matmul": ("linear", 1.0),
+    "attention": ("linear", 4.0),
+    "norm": ("bn", 1.0),
+    "softmax": ("act", 1.0),
+    "mul": ("add", 1.0),
+    "cat": ("add", 1.0),
+    "reduce": ("pool", 1.0),
+    "other": ("act", 1.0),
+}
+"""Kind -> (measured kind whose launch floor it borrows, multiple). An attention op launches about four
+kernels (input projection, attention, output projection, a layout copy): four linear launches."""
+_MEMORY_DEFAULT = ("bn", "act", "add", "pool")
+_SLOTS = ("conv", "linear", "gemm", "memory", "static")
 
 
 def group_of(kind: str) -> str:
@@ -37,42 +63,145 @@ def group_of(kind: str) -> str:
     return "memory"
 
 
-def _design(
-    kinds: Sequence[str] | np.ndarray, macs: np.ndarray, mem: np.ndarray, kernels: np.ndarray, g: int
-) -> np.ndarray:
-    """Columns: conv_per_mac, linear_per_mac, memory_per_byte, static_per_layer (cost = X @ theta)."""
-    x = np.zeros((len(kinds), 4))
-    padded = np.where(kernels > 0, np.ceil(kernels / g) * g / np.maximum(kernels, 1), 1.0)
-    for i, kind in enumerate(kinds):
-        group = group_of(kind)
-        if group == "conv":
-            x[i, 0] = macs[i] * padded[i]
-        elif group == "gemm":
-            x[i, 0] = macs[i]
-        elif group == "linear":
-            x[i, 1] = macs[i]
-        else:
-            x[i, 2] = mem[i]
-        x[i, 3] = 1.0
-    return x
+@dataclass(frozen=True)
+class LayerData:
+    """Measured single layers, as arrays.
+
+    Attributes:
+        kinds: Graph layer kind of every row.
+        macs: MACs of every row.
+        mem_bytes: Bytes read plus written.
+        kernels: Conv kernels per group (0 otherwise).
+        latency_s: Measured seconds per call.
+        energy_j: Measured joules per call (``None`` without a power sensor).
+    """
+
+    kinds: tuple[str, ...]
+    macs: np.ndarray
+    mem_bytes: np.ndarray
+    kernels: np.ndarray
+    latency_s: np.ndarray
+    energy_j: np.ndarray | None = None
+
+    @staticmethod
+    def of(
+        kinds: Sequence[str],
+        macs: Sequence[float],
+        mem_bytes: Sequence[float],
+        kernels: Sequence[float],
+        latency_s: Sequence[float],
+        energy_j: Sequence[float] | None = None,
+    ) -> LayerData:
+        """Build from plain sequences, dropping kinds that cost nothing and checking the values.
+
+        Raises:
+            DataError: Fewer than 8 rows, or a measurement that is not a positive finite number.
+        """
+        keep = [i for i, k in enumerate(kinds) if k not in NO_WORK_KINDS]
+
+        def arr(values: Sequence[float]) -> np.ndarray:
+            return np.asarray(values, float)[keep]
+
+        data = LayerData(
+            kinds=tuple(kinds[i] for i in keep),
+            macs=arr(macs),
+            mem_bytes=arr(mem_bytes),
+            kernels=arr(kernels),
+            latency_s=arr(latency_s),
+            energy_j=None if energy_j is None else arr(energy_j),
+        )
+        for name, values in (("latency", data.latency_s), ("energy", data.energy_j)):
+            if values is not None and not (np.isfinite(values).all() and (values > 0).all()):
+                raise DataError(f"{name} measurements must be positive and finite; drop the bad rows first")
+        if len(data.kinds) < 8:
+            raise DataError(f"need at least 8 layer rows to fit, got {len(data.kinds)}; measure more layers")
+        return data
+
+    def groups(self) -> np.ndarray:
+        """Fit group of every row."""
+        return np.array([group_of(k) for k in self.kinds])
+
+    def work(self, g: int) -> np.ndarray:
+        """Columns conv (tile-padded MACs), linear MACs, gemm MACs, bytes, 1 for every row."""
+        x = np.zeros((len(self.kinds), len(_SLOTS)))
+        k = self.kernels
+        padded = np.where(k > 0, np.ceil(k / g) * g / np.maximum(k, 1), 1.0)
+        for i, group in enumerate(self.groups()):
+            if group != "memory":
+                x[i, _SLOTS.index(group)] = self.macs[i] * (padded[i] if group == "conv" else 1.0)
+        x[:, 3] = self.mem_bytes
+        x[:, 4] = 1.0
+        return x
+
+    def subset(self, mask: np.ndarray) -> LayerData:
+        """Rows where ``mask`` is true."""
+        return LayerData(
+            kinds=tuple(k for k, m in zip(self.kinds, mask, strict=True) if m),
+            macs=self.macs[mask],
+            mem_bytes=self.mem_bytes[mask],
+            kernels=self.kernels[mask],
+            latency_s=self.latency_s[mask],
+            energy_j=None if self.energy_j is None else self.energy_j[mask],
+        )
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """One table's fitted coefficients and how well they fit.
+
+    Attributes:
+        model: The fitted cost table.
+        points: Layer rows fitted.
+        folds: Cross-validation folds.
+        cv_mape: Cross-validated mean absolute percentage error (a fraction) per group and ``all``.
+        train_mape: In-sample MAPE of the final fit per group and ``all``.
+        granularity_cv_mape: Cross-validated MAPE of every candidate granularity (the minimum wins).
+        fallbacks: Coefficients borrowed from a related kind because the sweep lacks a kind, as
+            ``name -> what it borrowed``.
+    """
+
+    model: CostModel
+    points: int
+    folds: int
+    cv_mape: dict[str, float]
+    train_mape: dict[str, float]
+    granularity_cv_mape: dict[str, float] = field(default_factory=dict)
+    fallbacks: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def coefficients(self) -> dict[str, Any]:
+        """The table's coefficients as plain data."""
+        return self.model.model_dump()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for JSON."""
+        out = asdict(self)
+        out["model"] = self.coefficients
+        return out
+
+
+def _mape_by_group(groups: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    out = {}
+    for name in [*sorted(set(groups.tolist())), "all"]:
+        mask = np.ones(len(y), bool) if name == "all" else groups == name
+        out[name] = float(np.mean(np.abs(pred[mask] / y[mask] - 1.0)))
+    return out
 
 
 def _relative_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Minimise sum(((x @ theta - y) / y) ** 2) over theta >= 0 (exact: tries every active set)."""
     a = x / y[:, None]
-    scale = np.where(a.max(axis=0) > 0, a.max(axis=0), 1.0)  # condition the columns
+    scale = np.where(a.max(axis=0) > 0, a.max(axis=0), 1.0)
     a = a / scale
     ones = np.ones(len(y))
     best, best_loss = np.zeros(x.shape[1]), float(len(y))
-    for size in range(1, x.shape[1] + 1):
-        for cols in itertools.combinations(range(x.shape[1]), size):
-            sub = a[:, cols]
-            if not sub.any():
-                continue
-            theta, *_ = np.linalg.lstsq(sub, ones, rcond=None)
+    live = [c for c in range(x.shape[1]) if a[:, c].any()]
+    for size in range(1, len(live) + 1):
+        for cols in itertools.combinations(live, size):
+            theta, *_ = np.linalg.lstsq(a[:, cols], ones, rcond=None)
             if (theta < 0).any():
                 continue
-            loss = float(np.sum((sub @ theta - 1.0) ** 2))
+            loss = float(np.sum((a[:, cols] @ theta - 1.0) ** 2))
             if loss < best_loss - 1e-12:
                 best = np.zeros(x.shape[1])
                 best[list(cols)] = theta
@@ -80,132 +209,237 @@ def _relative_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return best / scale
 
 
-def _quality(
-    groups: np.ndarray, y: np.ndarray, pred: np.ndarray
-) -> tuple[dict[str, float], dict[str, float]]:
-    mape, r2 = {}, {}
-    for name in [*sorted(set(groups.tolist())), "all"]:
-        mask = np.ones(len(y), bool) if name == "all" else groups == name
-        yy, pp = y[mask], pred[mask]
-        mape[name] = float(np.mean(np.abs(pp / yy - 1.0)))
-        total = float(np.sum((yy - yy.mean()) ** 2))
-        r2[name] = 1.0 - float(np.sum((yy - pp) ** 2)) / total if total > 0 else math.nan
-    return mape, r2
+# -- latency -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class FitResult:
-    """One metric's fitted coefficients and how well they fit.
+class _LatencyForm:
+    """The latency model's parameter layout for one data set: slopes, static, then one floor per kind."""
 
-    Attributes:
-        coefficients: ``CostModel`` fields (cost per MAC / per byte / per layer in the metric's unit).
-        points: Layer rows fitted.
-        folds: Cross-validation folds.
-        cv_mape: Cross-validated mean absolute percentage error (as a fraction) per group and ``all``.
-        cv_r2: Cross-validated R² per group and ``all``.
-        train_mape: In-sample MAPE of the final fit per group and ``all``.
-        granularity_cv_mape: Cross-validated MAPE of every candidate granularity (the minimum wins).
-    """
+    floor_kinds: tuple[str, ...]
 
-    coefficients: dict[str, float]
-    points: int
-    folds: int
-    cv_mape: dict[str, float]
-    cv_r2: dict[str, float]
-    train_mape: dict[str, float]
-    granularity_cv_mape: dict[str, float] = field(default_factory=dict)
+    def predict(self, theta: np.ndarray, x: np.ndarray, kinds: Sequence[str]) -> np.ndarray:
+        from ..board import SMOOTH_MAX_EXPONENT
 
-    def cost_model(self) -> CostModel:
-        """The coefficients as a validated :class:`CostModel`."""
-        c = self.coefficients
-        return CostModel(
-            conv_per_mac=c["conv_per_mac"],
-            conv_kernel_granularity=int(c["conv_kernel_granularity"]),
-            linear_per_mac=c["linear_per_mac"],
-            memory_per_byte=c["memory_per_byte"],
-            static_per_layer=c["static_per_layer"],
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for JSON."""
-        return asdict(self)
+        compute = x[:, :3] @ theta[:3]
+        gpu = np.maximum(compute, x[:, 3] * theta[3]) + theta[4]
+        if not self.floor_kinds:
+            return gpu
+        floors = dict(zip(self.floor_kinds, theta[5:], strict=True))
+        cpu = np.array([floors[k] for k in kinds])
+        top = np.maximum(np.maximum(cpu, gpu), 1e-30)
+        p = SMOOTH_MAX_EXPONENT
+        return top * ((cpu / top) ** p + (gpu / top) ** p) ** (1.0 / p)
 
 
-def fit_cost_model(
-    kinds: Sequence[str],
-    macs: Sequence[int],
-    mem_bytes: Sequence[int],
-    kernels: Sequence[int],
-    measured: Sequence[float],
+def _solve_latency(data: LayerData, g: int, with_floors: bool) -> np.ndarray:
+    from scipy.optimize import least_squares
+
+    x, y = data.work(g), data.latency_s
+    form = _LatencyForm(tuple(sorted(set(data.kinds))) if with_floors else ())
+    start = np.empty(5 + len(form.floor_kinds))
+    for j in range(4):
+        rows = x[:, j] > 0
+        start[j] = float(np.median(y[rows] / x[rows, j])) * 0.5 if rows.any() else 1.0
+    start[4] = float(np.min(y)) * 0.1
+    for j, kind in enumerate(form.floor_kinds):
+        start[5 + j] = float(np.min(y[[k == kind for k in data.kinds]]))
+    used = np.array([(x[:, j] > 0).any() for j in range(4)] + [True] * (1 + len(form.floor_kinds)))
+
+    def residual(u: np.ndarray) -> np.ndarray:
+        return np.log(form.predict(np.where(used, u * start, 0.0), x, data.kinds) / y)
+
+    solution = least_squares(residual, np.ones_like(start), bounds=(0.0, np.inf), x_scale=1.0)
+    return np.where(used, solution.x * start, 0.0)
+
+
+def _latency_model(theta: np.ndarray, g: int, floor_kinds: Sequence[str]) -> CostModel:
+    floors = {k: float(v) for k, v in zip(floor_kinds, theta[5:], strict=True)}
+    return CostModel(
+        conv_per_mac=float(theta[0]),
+        conv_kernel_granularity=g,
+        linear_per_mac=float(theta[1]),
+        gemm_per_mac=float(theta[2]) if theta[2] > 0 else None,
+        memory_per_byte=float(theta[3]),
+        static_per_layer=float(theta[4]),
+        launch_floor=floors,
+    )
+
+
+def _complete(
+    theta: np.ndarray, g: int, data: LayerData, with_floors: bool
+) -> tuple[CostModel, dict[str, str]]:
+    """The latency table of ``theta``, with borrowed floors for the kinds ``data`` lacks."""
+    measured = tuple(sorted(set(data.kinds))) if with_floors else ()
+    model = _latency_model(theta, g, measured)
+    if not with_floors:
+        return model, {}
+    floors = dict(model.launch_floor)
+    borrowed = _fill_floors(floors, set(measured))
+    return model.model_copy(update={"launch_floor": floors}), borrowed
+
+
+def _fill_floors(floors: dict[str, float], measured: set[str]) -> dict[str, str]:
+    """Add borrowed floors for unmeasured kinds and a ``default``; return what was borrowed."""
+    borrowed = {}
+    memory = [floors[k] for k in _MEMORY_DEFAULT if k in floors] or list(floors.values())
+    floors["default"] = float(np.median(memory))
+    borrowed["launch_floor.default"] = "median of the measured floors of " + (
+        ", ".join(k for k in _MEMORY_DEFAULT if k in floors) or ", ".join(sorted(measured))
+    )
+    for kind, (source, factor) in FLOOR_FALLBACK.items():
+        if kind in measured:
+            continue
+        if source in floors:
+            floors[kind] = floors[source] * factor
+            borrowed[f"launch_floor.{kind}"] = f"{factor:g} x launch_floor.{source} ({kind} not measured)"
+    return borrowed
+
+
+def _folds(n: int, folds: int, seed: int) -> tuple[np.ndarray, int]:
+    folds = max(2, min(folds, n))
+    return np.random.default_rng(seed).permutation(n) % folds, folds
+
+
+def fit_latency(
+    data: LayerData,
     *,
+    with_floors: bool = True,
     granularities: Sequence[int] = GRANULARITIES,
     folds: int = 5,
     seed: int = 0,
 ) -> FitResult:
-    """Fit the paper-form cost model to per-layer measurements (see the module docstring).
+    """Fit the latency table (roofline + launch floors) to ``data`` (see the module docstring).
 
     Args:
-        kinds: Layer kind of every row (graph names: conv, linear, bn, act, pool, add ...).
-        macs: MACs of every row.
-        mem_bytes: Bytes moved by every row.
-        kernels: Conv output channels of every row (0 otherwise).
-        measured: Measured cost of every row (seconds or joules per inference, positive).
+        data: Measured layers.
+        with_floors: Fit a launch floor per kind (an eager sweep); off for a CUDA-graph sweep.
         granularities: Candidate kernel granularities.
         folds: Cross-validation folds (fewer if there are fewer rows).
         seed: Seed of the fold assignment.
 
     Raises:
-        DataError: Too few rows, a non-positive measurement, or a layer group the model needs is absent.
+        DataError: A layer group the model needs (conv, memory) is absent.
     """
-    keep = [i for i, k in enumerate(kinds) if k not in FREE_KINDS]
-    kinds_arr = np.array([kinds[i] for i in keep], dtype=object)
-    y = np.asarray(measured, float)[keep]
-    m, b, k = (np.asarray(v, float)[keep] for v in (macs, mem_bytes, kernels))
-    if len(y) < 8 or not (y > 0).all() or not np.isfinite(y).all():
-        raise DataError(f"need at least 8 layer rows with positive measurements, got {len(y)}")
-    groups = np.array([group_of(kind) for kind in kinds_arr])
-    for needed in ("conv", "linear", "memory"):
+    groups = data.groups()
+    for needed in ("conv", "memory"):
         if needed not in groups:
             raise DataError(f"no {needed} layers in the sweep; add them to the grid and measure again")
-    folds = max(2, min(folds, len(y)))
-    fold_of = np.random.default_rng(seed).permutation(len(y)) % folds
+    fold_of, folds = _folds(len(data.kinds), folds, seed)
     scores: dict[int, tuple[float, np.ndarray]] = {}
     for g in granularities:
-        x = _design(kinds_arr, m, b, k, g)
-        pred = np.empty(len(y))
+        pred = np.empty(len(data.kinds))
         for f in range(folds):
-            test = fold_of == f
-            pred[test] = x[test] @ _relative_nnls(x[~test], y[~test])
-        scores[g] = (float(np.mean(np.abs(pred / y - 1.0))), pred)
+            train, test = data.subset(fold_of != f), data.subset(fold_of == f)
+            model = _complete(_solve_latency(train, g, with_floors), g, train, with_floors)[0]
+            pred[fold_of == f] = [
+                model.layer_cost(k, macs=int(m), mem_bytes=int(b), kernels=int(kk))
+                for k, m, b, kk in zip(test.kinds, test.macs, test.mem_bytes, test.kernels, strict=True)
+            ]
+        scores[g] = (float(np.mean(np.abs(pred / data.latency_s - 1.0))), pred)
     best_g = min(scores, key=lambda g: (scores[g][0], g))
-    x = _design(kinds_arr, m, b, k, best_g)
-    theta = _relative_nnls(x, y)
-    cv_mape, cv_r2 = _quality(groups, y, scores[best_g][1])
-    train_mape, _ = _quality(groups, y, x @ theta)
-    coefficients = dict(zip(COEFFICIENTS, (float(v) for v in theta), strict=True))
-    coefficients["conv_kernel_granularity"] = best_g
+    model, fallbacks = _complete(_solve_latency(data, best_g, with_floors), best_g, data, with_floors)
+    if "gemm" not in groups:
+        fallbacks["gemm_per_mac"] = "conv_per_mac (no matmul or attention layers measured)"
+    if "linear" not in groups:
+        fallbacks["linear_per_mac"] = "0: no fully connected layers measured; FC layers cost their bytes"
+    train = _predict(model, data)
     return FitResult(
-        coefficients=coefficients,
-        points=len(y),
+        model=model,
+        points=len(data.kinds),
         folds=folds,
-        cv_mape=cv_mape,
-        cv_r2=cv_r2,
-        train_mape=train_mape,
+        cv_mape=_mape_by_group(groups, data.latency_s, scores[best_g][1]),
+        train_mape=_mape_by_group(groups, data.latency_s, train),
         granularity_cv_mape={str(g): s for g, (s, _) in scores.items()},
+        fallbacks=fallbacks,
     )
 
 
-def predict(
-    model: CostModel,
-    kinds: Sequence[str],
-    macs: Sequence[int],
-    mem_bytes: Sequence[int],
-    kernels: Sequence[int],
-) -> np.ndarray:
-    """Cost of every row under ``model`` (what :meth:`CostModel.layer_cost` gives, vectorised)."""
+def _predict(model: CostModel, data: LayerData) -> np.ndarray:
     return np.array(
         [
-            model.layer_cost(kind, macs=int(m), mem_bytes=int(b), kernels=int(k))
-            for kind, m, b, k in zip(kinds, macs, mem_bytes, kernels, strict=True)
+            model.layer_cost(k, macs=int(m), mem_bytes=int(b), kernels=int(kk))
+            for k, m, b, kk in zip(data.kinds, data.macs, data.mem_bytes, data.kernels, strict=True)
         ]
+    )
+
+
+# -- energy --------------------------------------------------------------------------------------
+
+
+def _energy_design(data: LayerData, g: int, with_static_power: bool) -> np.ndarray:
+    x = data.work(g)
+    seconds = data.latency_s if with_static_power else np.zeros(len(data.kinds))
+    return np.column_stack([seconds, x])
+
+
+def _energy_model(theta: np.ndarray, g: int) -> CostModel:
+    return CostModel(
+        static_power_w=float(theta[0]),
+        conv_per_mac=float(theta[1]),
+        conv_kernel_granularity=g,
+        linear_per_mac=float(theta[2]),
+        gemm_per_mac=float(theta[3]) if theta[3] > 0 else None,
+        memory_per_byte=float(theta[4]),
+        static_per_layer=float(theta[5]),
+    )
+
+
+def fit_energy(
+    data: LayerData,
+    latency: CostModel,
+    *,
+    with_static_power: bool = True,
+    granularities: Sequence[int] = GRANULARITIES,
+    folds: int = 5,
+    seed: int = 0,
+) -> FitResult:
+    """Fit the energy table: static power over each layer's measured time plus its work.
+
+    Quality figures predict with ``latency`` (the fitted time), as estimates do.
+
+    Args:
+        data: Measured layers with energy.
+        latency: The fitted latency table the energy table will be coupled with.
+        with_static_power: Fit ``static_power_w`` (off: energy from work alone, schema 1's form).
+        granularities: Candidate kernel granularities.
+        folds: Cross-validation folds.
+        seed: Seed of the fold assignment.
+
+    Raises:
+        DataError: The data has no energy.
+    """
+    if data.energy_j is None:
+        raise DataError("the sweep measured no energy; use a power sensor or fit latency only")
+    from ..board import couple_energy
+
+    y, groups = data.energy_j, data.groups()
+    fold_of, folds = _folds(len(y), folds, seed)
+    scores: dict[int, tuple[float, np.ndarray]] = {}
+
+    def coupled(theta: np.ndarray, g: int) -> CostModel:
+        model = _energy_model(theta, g)
+        couple_energy(model, latency)
+        return model
+
+    for g in granularities:
+        x = _energy_design(data, g, with_static_power)
+        pred = np.empty(len(y))
+        for f in range(folds):
+            test = fold_of == f
+            pred[test] = _predict(coupled(_relative_nnls(x[~test], y[~test]), g), data.subset(test))
+        scores[g] = (float(np.mean(np.abs(pred / y - 1.0))), pred)
+    best_g = min(scores, key=lambda g: (scores[g][0], g))
+    model = coupled(_relative_nnls(_energy_design(data, best_g, with_static_power), y), best_g)
+    fallbacks = {}
+    if "gemm" not in groups:
+        fallbacks["gemm_per_mac"] = "conv_per_mac (no matmul or attention layers measured)"
+    return FitResult(
+        model=model,
+        points=len(y),
+        folds=folds,
+        cv_mape=_mape_by_group(groups, y, scores[best_g][1]),
+        train_mape=_mape_by_group(groups, y, _predict(model, data)),
+        granularity_cv_mape={str(g): s for g, (s, _) in scores.items()},
+        fallbacks=fallbacks,
     )

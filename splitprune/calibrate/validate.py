@@ -1,4 +1,4 @@
-"""Check a profile against whole networks measured in a sweep (rows the fit never sees)."""
+"""Check a profile against whole networks measured in a sweep, never scoring one the fit trained on."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from ..board import BoardProfile
-from ..errors import DataError, SplitpruneError
+from ..errors import DataError
 from .data import SweepData
 from .profile import TABLES
 
-__all__ = ["ValidationResult", "ValidationRow", "validate"]
+__all__ = ["ValidationResult", "ValidationRow", "fitted_networks", "validate"]
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,10 @@ class ValidationResult:
         metric: ``latency`` (seconds) or ``energy`` (joules).
         unit: ``s`` or ``J``.
         board: Profile name.
-        rows: One row per network.
+        rows: One row per held-out network.
         mape: Mean of ``|error|`` over the rows (a fraction).
+        fit_networks: Networks of the sweep the profile was fitted on (not scored).
+        mode: Execution mode predicted (``eager`` or ``graph``).
     """
 
     metric: str
@@ -56,60 +58,78 @@ class ValidationResult:
     board: str
     rows: tuple[ValidationRow, ...]
     mape: float
+    fit_networks: tuple[str, ...] = ()
+    mode: str = "eager"
+
+    @property
+    def max_abs_error(self) -> float:
+        """The largest ``|error|`` over the rows."""
+        return max(abs(r.error) for r in self.rows)
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``splitprune validate --json`` document."""
+        """The ``splitprune validate --json`` document (one metric)."""
         return {
-            "schema": "splitprune.validate/1",
             "metric": self.metric,
             "unit": self.unit,
             "board": self.board,
+            "mode": self.mode,
             "mape": self.mape,
+            "max_abs_error": self.max_abs_error,
+            "fit_networks": list(self.fit_networks),
             "rows": [r.to_dict() for r in self.rows],
         }
 
 
-def validate(data: SweepData, profile: BoardProfile, *, metric: str | None = None) -> ValidationResult:
-    """Predict every measured network with ``profile`` and compare (see :class:`ValidationResult`).
+def fitted_networks(profile: BoardProfile, data: SweepData) -> tuple[str, ...]:
+    """Networks the profile's network term was fitted on, when it was fitted on this sweep."""
+    quality = profile.fit_quality or {}
+    if str(quality.get("csv_sha256", "")) != data.sha256:
+        return ()
+    return tuple(n for n in str(quality.get("fit_networks", "")).split(",") if n)
+
+
+def validate(
+    data: SweepData, profile: BoardProfile, *, metric: str | None = None, mode: str = "eager"
+) -> ValidationResult:
+    """Predict every held-out network with ``profile`` and compare (see :class:`ValidationResult`).
+
+    Networks the profile was fitted on (``fit_quality.fit_networks``, same CSV) are left out.
 
     Args:
         data: A sweep with network rows.
         profile: The profile to check.
         metric: ``energy`` or ``latency``; default energy when the sweep measured it.
+        mode: Predict ``eager`` execution (as swept) or a ``graph`` replay.
 
     Raises:
-        DataError: No network rows, or the metric was not measured or not fitted in ``profile``.
+        DataError: No held-out network rows, or the metric was not measured or not fitted in ``profile``.
     """
-    import torch
-
-    from ..energy import annotate
-    from ..graph import trace
-    from ..models import load_model
+    from .network import network_ops
 
     metric = metric or ("energy" if data.has_energy else "latency")
     if metric not in TABLES:
-        raise DataError(f"unknown metric {metric!r}: use energy or latency")
+        raise DataError(f"unknown metric {metric!r}: use energy, latency or both")
     fitted = str((profile.fit_quality or {}).get("metrics_fitted", "energy_j,latency_s"))
     if TABLES[metric] not in fitted.split(","):
         raise DataError(f"profile {profile.name} has no measured {TABLES[metric]} table; use another metric")
     if metric == "energy" and not data.has_energy:
         raise DataError(f"{data.path} has no energy (no power sensor); use --metric latency")
     basis = str((profile.fit_quality or {}).get("energy_basis", "net"))
-    networks = data.network_rows
+    trained = fitted_networks(profile, data)
+    networks = [r for r in data.network_rows if r.network not in trained]
     if not networks:
-        raise DataError(f"{data.path} has no network rows; add [[network]] to the grid and measure")
+        raise DataError(f"{data.path} has no held-out network rows; add [[network]] to the grid and measure")
+    table = getattr(profile.for_mode(mode), TABLES[metric])
     rows = []
     for row in networks:
         try:
-            loaded = load_model(row.network, device="meta")
-            graph = trace(loaded.module, torch.empty(row.input_shape, device="meta"))
-            graph = annotate(graph, profile, allow_placeholders=True)  # only the fitted metric is read
-        except SplitpruneError as exc:
-            raise DataError(f"{data.path}:{row.line}: cannot trace {row.network} ({exc})") from None
-        predicted = graph.total_latency_s if metric == "latency" else graph.total_energy_j
+            predicted = network_ops(row.network, row.input_shape).cost(table)
+        except DataError as exc:
+            raise DataError(f"{data.path}:{row.line}: {exc}") from None
         measured = float(row.value(metric, basis) or math.nan)
         rows.append(
             ValidationRow(row.network, row.input_shape, measured, predicted, predicted / measured - 1)
         )
     mape = float(np.mean([abs(r.error) for r in rows]))
-    return ValidationResult(metric, "s" if metric == "latency" else "J", profile.name, tuple(rows), mape)
+    unit = "s" if metric == "latency" else "J"
+    return ValidationResult(metric, unit, profile.name, tuple(rows), mape, trained, mode)
