@@ -177,6 +177,7 @@ def calibrate(
         )
     for fit in fits.values():
         warnings += [f"{key} borrowed: {how}" for key, how in fit.fallbacks.items()]
+    warnings = list(dict.fromkeys(warnings))
     names = tuple(r.network for r in trained)
     profile = _profile(data, name, fits, energy_basis, mode, names, latency.model.network_per_op)
     unmeasured = tuple(t for t in ("energy_j", "latency_s") if t not in fits)

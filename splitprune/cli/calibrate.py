@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from . import app
-from .common import JsonOption, emit_json, people, status, write_atomic
+from .common import JsonOption, ModeOption, emit_json, people, status, write_atomic
+
+if TYPE_CHECKING:
+    from ..calibrate import ValidationResult
 
 __all__ = ["calibrate", "validate"]
 
@@ -19,21 +22,35 @@ def calibrate(
     name: Annotated[str, typer.Option(help="Board name written into the profile")],
     out: Annotated[Path, typer.Option(help="Profile TOML to write (atomically)")],
     metric: Annotated[
-        str, typer.Option(help="energy, latency or both (both needs a power sensor in the sweep)")
+        str, typer.Option(help="latency, or both / energy (energy needs a power sensor in the sweep)")
     ] = "both",
-    energy_basis: Annotated[str, typer.Option(help="net (idle-subtracted) or gross energy")] = "net",
+    energy_basis: Annotated[
+        str, typer.Option(help="gross (what the board draws; default) or net (idle-subtracted) energy")
+    ] = "gross",
+    fit_networks: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated networks of the sweep that may inform the network term, or 'none' "
+            "(default: every third network by MACs); validate never scores them"
+        ),
+    ] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG: measured vs fitted per kernel mode")] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Fit a board profile (cost per MAC, per byte, per layer) to the layer rows of a sweep CSV."""
+    """Fit a board profile (roofline slopes, launch floors, static power) to a sweep CSV."""
     from ..calibrate import calibrate as fit_profile
     from ..calibrate import profile_toml, read_sweep
 
     data = read_sweep(csv_path)
-    result = fit_profile(data, name=name, metric=metric, energy_basis=energy_basis)
+    names = None if fit_networks is None else [n for n in fit_networks.split(",") if n and n != "none"]
+    result = fit_profile(data, name=name, metric=metric, energy_basis=energy_basis, fit_networks=names)
     write_atomic(out, profile_toml(result))
     for table in result.unmeasured:
         status.print(f"warning: {table} was not measured; the profile holds placeholder zeros for it")
+    for line in result.warnings:
+        status.print(f"warning: {line}")
+    if result.fit_networks:
+        status.print(f"network term fitted on {', '.join(result.fit_networks)} (validate leaves them out)")
     if plot is not None:
         from ..plots.calibrate import plot_calibration
 
@@ -45,21 +62,26 @@ def calibrate(
     from rich.table import Table
 
     grid = Table(title=f"{result.profile.name} -> {out}")
-    for column in ("table", "g", "conv /MAC", "FC /MAC", "memory /B", "static", "CV MAPE", "CV R²"):
+    columns = ("table", "g", "conv /MAC", "FC /MAC", "memory /B", "static", "per op", "static W", "CV MAPE")
+    for column in columns:
         grid.add_column(column, justify="left" if column == "table" else "right")
     for key, fit in result.fits.items():
-        c = fit.coefficients
+        m = fit.model
         grid.add_row(
             key,
-            str(int(c["conv_kernel_granularity"])),
-            f"{c['conv_per_mac']:.3e}",
-            f"{c['linear_per_mac']:.3e}",
-            f"{c['memory_per_byte']:.3e}",
-            f"{c['static_per_layer']:.3e}",
+            str(m.conv_kernel_granularity),
+            f"{m.conv_per_mac:.3e}",
+            f"{m.linear_per_mac:.3e}",
+            f"{m.memory_per_byte:.3e}",
+            f"{m.static_per_layer:.3e}",
+            f"{m.network_per_op:.2e}",
+            f"{m.static_power_w:.1f}",
             " ".join(f"{g} {v:.0%}" for g, v in fit.cv_mape.items()),
-            f"{fit.cv_r2['all']:.3f}",
         )
     people.print(grid)
+    floors = result.profile.latency_s.launch_floor
+    if floors:
+        people.print("launch floors (us): " + ", ".join(f"{k} {v * 1e6:.1f}" for k, v in floors.items()))
     people.print(f"check it on whole networks: splitprune validate {csv_path} --board {out}")
 
 
@@ -68,12 +90,14 @@ def validate(
     csv_path: Annotated[Path, typer.Argument(metavar="CSV", help="Sweep CSV with [[network]] rows")],
     board: Annotated[str, typer.Option(help="Board profile: a name or a path to a .toml")],
     metric: Annotated[
-        str | None, typer.Option(help="energy or latency (default: energy if the sweep measured it)")
+        str | None,
+        typer.Option(help="energy, latency or both (default: energy if the sweep measured it)"),
     ] = None,
+    mode: ModeOption = "eager",
     plot: Annotated[Path | None, typer.Option(help="Write a PNG: predicted vs measured")] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Compare a profile's predictions with the whole networks measured in a sweep."""
+    """Compare a profile's predictions with the held-out networks measured in a sweep."""
     from ..board import load_board
     from ..calibrate import read_sweep
     from ..calibrate import validate as check
@@ -84,20 +108,28 @@ def validate(
         status.print(
             f"warning: the sweep ran on {measured_on!r} but {profile.name} models {profile.board.device!r}"
         )
-    result = check(data, profile, metric=metric)
+    metrics = ["latency", "energy"] if metric == "both" else [metric]
+    results = [check(data, profile, metric=m, mode=mode) for m in metrics]
     if plot is not None:
         from ..plots.calibrate import plot_validation
 
-        plot_validation(result, plot)
+        plot_validation(results[0], plot)
         status.print(f"plot written to {plot}")
+    if results[0].fit_networks:
+        status.print(f"not scored (the fit trained on them): {', '.join(results[0].fit_networks)}")
     if json_out:
-        emit_json(result.to_dict())
+        emit_json({"schema": "splitprune.validate/2", "results": [r.to_dict() for r in results]})
         return
+    for result in results:
+        _print_validation(result)
+
+
+def _print_validation(result: ValidationResult) -> None:
     from rich.table import Table
 
     scale = 1e3
     unit = "ms" if result.metric == "latency" else "mJ"
-    table = Table(title=f"{result.board}: {result.metric} of whole networks")
+    table = Table(title=f"{result.board}: {result.metric} of held-out networks ({result.mode})")
     for column in ("network", "input", f"measured {unit}", f"predicted {unit}", "error"):
         table.add_column(column, justify="left" if column in ("network", "input") else "right")
     for row in result.rows:
@@ -109,4 +141,7 @@ def validate(
             f"{row.error:+.1%}",
         )
     people.print(table)
-    people.print(f"MAPE {result.mape:.1%} over {len(result.rows)} networks")
+    people.print(
+        f"{result.metric} MAPE {result.mape:.1%} over {len(result.rows)} networks, "
+        f"worst {result.max_abs_error:.1%}"
+    )

@@ -23,6 +23,7 @@ __all__ = [
     "BoardOption",
     "InputShapeOption",
     "JsonOption",
+    "ModeOption",
     "ModelArgument",
     "annotated_model",
     "emit_json",
@@ -37,6 +38,9 @@ ModelArgument = Annotated[str, typer.Argument(help="torchvision:NAME, package.mo
 BoardOption = Annotated[str, typer.Option(help="Board profile: tx2, xavier-nx or a path to a .toml")]
 InputShapeOption = Annotated[
     str | None, typer.Option(help="Input shape like 1,3,224,224 (default: the model's own)")
+]
+ModeOption = Annotated[
+    str, typer.Option(help="eager (PyTorch dispatches every op) or graph (a CUDA graph replay)")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print only a JSON document on stdout")]
 

@@ -13,6 +13,7 @@ from .common import (
     InputShapeOption,
     JsonOption,
     ModelArgument,
+    ModeOption,
     annotated_model,
     emit_json,
     people,
@@ -31,11 +32,12 @@ def estimate(
     json_out: JsonOption = False,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG: per-layer energy and cut sizes")] = None,
     top: Annotated[int, typer.Option(help="Rows in the table (the costliest layers); 0 for all")] = 25,
+    mode: ModeOption = "eager",
 ) -> None:
     """Estimate per-layer MACs, energy and latency of MODEL on a Jetson board."""
     from ..board import load_board
 
-    graph, _ = annotated_model(model, load_board(board), input_shape, batch=batch)
+    graph, _ = annotated_model(model, load_board(board).for_mode(mode), input_shape, batch=batch)
     if plot is not None:
         from ..plots.estimate import plot_estimate
 
