@@ -32,11 +32,13 @@ def write_variant(tmp_path, old, new):
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("conv_per_mac = 7.51e-11", "conv_per_mac = -7.51e-11", "bad value for 'energy_j.conv_per_mac'"),
-        ("linear_per_mac = 1.117e-9", "linear_per_mac = 1e-9\nflops = 1", "unknown key 'energy_j.flops'"),
-        ("schema_version = 1", "schema_version = 1\nshema = 2", "unknown key 'shema'"),
+        ("conv_per_mac = 3.755e-11", "conv_per_mac = -3.755e-11", "bad value for 'energy_j.conv_per_mac'"),
+        ("linear_per_mac = 3.755e-11", "linear_per_mac = 1e-9\nflops = 1", "unknown key 'energy_j.flops'"),
+        ("schema_version = 2", "schema_version = 2\nshema = 2", "unknown key 'shema'"),
         ('"energy_j.memory_per_byte" =', '"energy_j.memory_bite" =', "no entry for energy_j.memory_per_byte"),
-        ("schema_version = 1", "schema_version = 7", "schema_version 7 is not supported"),
+        ("schema_version = 2", "schema_version = 7", "schema_version 7 is not supported"),
+        ("default = 1.570e-04", "default = -1.0", "launch_floor.default must be a finite number"),
+        ("static_power_w = 5.0", "static_power_w = 5.0\nwatts = 1", "unknown key 'energy_j.watts'"),
         ('precision = "fp32"', 'precision = "fp64"', "bad value for 'board.precision'"),
         ("[energy_j]", "[energy_j", "not valid TOML"),
     ],
@@ -76,23 +78,60 @@ class Small(nn.Module):
         return self.fc(torch.flatten(self.pool(self.bn(self.conv(x))), 1))
 
 
+def _smooth_max(a: float, b: float) -> float:
+    return (a**8 + b**8) ** (1 / 8)
+
+
 def test_annotation_matches_the_formula_by_hand():
     profile = load_board("tx2")
-    e = profile.energy_j
+    t, e = profile.latency_s, profile.energy_j
     graph = annotate(trace(Small(), torch.zeros(1, 3, 16, 16)), profile)
     nodes = graph.nx.nodes
     conv_macs = 40 * 16 * 16 * 3 * 9
     padding = math.ceil(40 / 32) * 32 / 40
-    expected_conv = e.conv_per_mac * conv_macs * padding + e.static_per_layer
-    assert nodes["conv"]["energy_j"] == pytest.approx(expected_conv)
+    conv_bytes = nodes["conv"]["mem_bytes"]
+    conv_gpu = max(t.conv_per_mac * conv_macs * padding, t.memory_per_byte * conv_bytes) + t.static_per_layer
+    floor = t.launch_floor["default"]
+    assert nodes["conv"]["latency_s"] == pytest.approx(_smooth_max(floor, conv_gpu))
+    conv_work = e.conv_per_mac * conv_macs * padding + e.memory_per_byte * conv_bytes + e.static_per_layer
+    assert nodes["conv"]["energy_j"] == pytest.approx(e.static_power_w * nodes["conv"]["latency_s"] + conv_work)
     # read + write activations; weight, bias, running mean and var; the int64 batch counter
     bn_bytes = 2 * 40 * 16 * 16 * 4 + 4 * 40 * 4 + 8
-    assert nodes["bn"]["energy_j"] == pytest.approx(e.memory_per_byte * bn_bytes + e.static_per_layer)
-    assert nodes["fc"]["energy_j"] == pytest.approx(e.linear_per_mac * 400 + e.static_per_layer)
-    assert nodes["flatten"]["energy_j"] == 0.0
+    bn_gpu = t.memory_per_byte * bn_bytes + t.static_per_layer
+    assert nodes["bn"]["latency_s"] == pytest.approx(_smooth_max(floor, bn_gpu))
+    fc_bytes = nodes["fc"]["mem_bytes"]
+    fc_gpu = max(t.linear_per_mac * 400, t.memory_per_byte * fc_bytes) + t.static_per_layer
+    assert nodes["fc"]["latency_s"] == pytest.approx(_smooth_max(floor, fc_gpu))
+    assert nodes["flatten"]["latency_s"] == t.network_per_op == 0.0  # a view: dispatch only
     expected_total = sum(nodes[n]["energy_j"] for n in graph.order)
     assert graph.total_energy_j == pytest.approx(expected_total)
     assert graph.total_latency_s == pytest.approx(sum(nodes[n]["latency_s"] for n in graph.order))
+
+
+def test_schema_1_profiles_still_load_with_their_formula(tmp_path):
+    old = load_board(Path(__file__).parent / "data" / "tx2_schema1.toml")
+    assert old.schema_version == 1 and old.latency_s.launch_floor == {} and old.energy_j.static_power_w == 0
+    e = old.energy_j
+    # no launch floor, no static power: cost = the work's term + static_per_layer, as in schema 1
+    conv = e.layer_cost("conv", macs=10**8, mem_bytes=10**5, kernels=64)
+    assert conv == pytest.approx(e.conv_per_mac * 10**8 + e.static_per_layer)
+    bn = e.layer_cost("bn", macs=0, mem_bytes=10**6, kernels=0)
+    assert bn == pytest.approx(e.memory_per_byte * 10**6 + e.static_per_layer)
+    assert e.layer_cost("reshape", macs=0, mem_bytes=10**6) == 0.0
+
+
+def test_graph_mode_drops_the_cpu_dispatch_terms():
+    eager = load_board("tx2")
+    graph = eager.for_mode("graph")
+    assert graph.latency_s.launch_floor == {} and graph.latency_s.network_per_op == 0
+    small = {"macs": 10**4, "mem_bytes": 10**4, "kernels": 32}
+    assert eager.latency_s.layer_cost("conv", **small) == pytest.approx(eager.latency_s.launch_floor["default"], rel=0.01)
+    assert graph.latency_s.layer_cost("conv", **small) < 0.1 * eager.latency_s.layer_cost("conv", **small)
+    big = {"macs": 10**10, "mem_bytes": 10**6, "kernels": 64}  # compute-bound: the same either way
+    assert graph.latency_s.layer_cost("conv", **big) == pytest.approx(eager.latency_s.layer_cost("conv", **big))
+    assert graph.energy_j.layer_cost("conv", **small) < eager.energy_j.layer_cost("conv", **small)
+    with pytest.raises(ConfigError, match="unknown mode 'lazy'"):
+        eager.for_mode("lazy")
 
 
 def test_kernel_padding_makes_multiples_of_the_granularity_cheaper_per_mac():
