@@ -19,7 +19,8 @@ matmul, attention) use ``gemm_per_mac`` (the conv slope when unset). Every op al
 **Launch (schema 2).** In eager PyTorch the CPU dispatches every op; the GPU runs it meanwhile, so an
 op costs the slower of the two (``launch_floor[kind]``, the CPU time per op of that kind, plus
 ``network_per_op``, the extra per op that a whole network adds to an isolated layer) and its GPU time.
-A smooth maximum (``SMOOTH_MAX_EXPONENT``) keeps the fit differentiable. Ops that launch no kernel
+A smooth maximum (``SMOOTH_MAX_EXPONENT``) keeps the fit differentiable. On a CPU device nothing
+overlaps (``dispatch_overlaps = false``): dispatch and work add up. Ops that launch no kernel
 (views, dropout in eval) still cost their dispatch, ``network_per_op``. A CUDA graph (``mode="graph"``,
 :meth:`BoardProfile.for_mode`) replays kernels without the CPU: only ``gpu`` remains::
 
@@ -103,6 +104,8 @@ class CostModel(StrictModel):
         network_per_op: Extra dispatch time per executed op inside a whole network (eager only).
         static_power_w: Power drawn whatever runs (energy tables only): energy gains
             ``static_power_w * latency`` of every op.
+        dispatch_overlaps: Whether work runs while the CPU dispatches the next op (a GPU's asynchronous
+            launch: the slower of the two counts) or after it (a CPU: the two add up).
     """
 
     conv_per_mac: float = Field(ge=0)
@@ -114,6 +117,7 @@ class CostModel(StrictModel):
     launch_floor: dict[str, float] = Field(default_factory=dict)
     network_per_op: float = Field(default=0.0, ge=0)
     static_power_w: float = Field(default=0.0, ge=0)
+    dispatch_overlaps: bool = True
     _time: CostModel | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -165,6 +169,8 @@ class CostModel(StrictModel):
             return self.network_per_op
         gpu = self.work_cost(kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels)
         cpu = self.floor(kind) + self.network_per_op if self.launch_floor else self.network_per_op
+        if not self.dispatch_overlaps:
+            return cpu + gpu
         return smooth_max(cpu, gpu) if cpu > 0 else gpu
 
     def without_launch(self) -> CostModel:
@@ -260,8 +266,13 @@ class BoardProfile(StrictModel):
         return f"{self.board.name} ({self.board.power_mode}, {self.board.precision})"
 
 
-REQUIRED_FIELDS = ("conv_per_mac", "conv_kernel_granularity", "linear_per_mac", "memory_per_byte")
-REQUIRED_FIELDS += ("static_per_layer",)
+REQUIRED_FIELDS: tuple[str, ...] = (
+    "conv_per_mac",
+    "conv_kernel_granularity",
+    "linear_per_mac",
+    "memory_per_byte",
+    "static_per_layer",
+)
 
 
 def cost_table_keys(tables: Mapping[str, CostModel] | None = None) -> list[str]:

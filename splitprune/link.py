@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from .board import CostModel, Provenance, cost_table_keys
+from .board import SCHEMA_VERSIONS, CostModel, Provenance, cost_table_keys, couple_energy
 from .config import StrictModel, check_schema_and_provenance, load_toml_model, resolve_profile
 
 __all__ = [
@@ -208,7 +208,11 @@ class ServerProfile(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> ServerProfile:
-        check_schema_and_provenance(self.schema_version, cost_table_keys(), self.provenance.values)
+        tables = {"energy_j": self.energy_j, "latency_s": self.latency_s}
+        check_schema_and_provenance(
+            self.schema_version, cost_table_keys(tables), self.provenance.values, supported=SCHEMA_VERSIONS
+        )
+        couple_energy(self.energy_j, self.latency_s)
         return self
 
     @property

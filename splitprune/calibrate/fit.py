@@ -217,6 +217,7 @@ class _LatencyForm:
     """The latency model's parameter layout for one data set: slopes, static, then one floor per kind."""
 
     floor_kinds: tuple[str, ...]
+    overlap: bool = True
 
     def predict(self, theta: np.ndarray, x: np.ndarray, kinds: Sequence[str]) -> np.ndarray:
         from ..board import SMOOTH_MAX_EXPONENT
@@ -227,16 +228,18 @@ class _LatencyForm:
             return gpu
         floors = dict(zip(self.floor_kinds, theta[5:], strict=True))
         cpu = np.array([floors[k] for k in kinds])
+        if not self.overlap:
+            return cpu + gpu
         top = np.maximum(np.maximum(cpu, gpu), 1e-30)
         p = SMOOTH_MAX_EXPONENT
         return top * ((cpu / top) ** p + (gpu / top) ** p) ** (1.0 / p)
 
 
-def _solve_latency(data: LayerData, g: int, with_floors: bool) -> np.ndarray:
+def _solve_latency(data: LayerData, g: int, with_floors: bool, overlap: bool) -> np.ndarray:
     from scipy.optimize import least_squares
 
     x, y = data.work(g), data.latency_s
-    form = _LatencyForm(tuple(sorted(set(data.kinds))) if with_floors else ())
+    form = _LatencyForm(tuple(sorted(set(data.kinds))) if with_floors else (), overlap)
     start = np.empty(5 + len(form.floor_kinds))
     for j in range(4):
         rows = x[:, j] > 0
@@ -253,7 +256,7 @@ def _solve_latency(data: LayerData, g: int, with_floors: bool) -> np.ndarray:
     return np.where(used, solution.x * start, 0.0)
 
 
-def _latency_model(theta: np.ndarray, g: int, floor_kinds: Sequence[str]) -> CostModel:
+def _latency_model(theta: np.ndarray, g: int, floor_kinds: Sequence[str], overlap: bool) -> CostModel:
     floors = {k: float(v) for k, v in zip(floor_kinds, theta[5:], strict=True)}
     return CostModel(
         conv_per_mac=float(theta[0]),
@@ -263,15 +266,16 @@ def _latency_model(theta: np.ndarray, g: int, floor_kinds: Sequence[str]) -> Cos
         memory_per_byte=float(theta[3]),
         static_per_layer=float(theta[4]),
         launch_floor=floors,
+        dispatch_overlaps=overlap,
     )
 
 
 def _complete(
-    theta: np.ndarray, g: int, data: LayerData, with_floors: bool
+    theta: np.ndarray, g: int, data: LayerData, with_floors: bool, overlap: bool
 ) -> tuple[CostModel, dict[str, str]]:
     """The latency table of ``theta``, with borrowed floors for the kinds ``data`` lacks."""
     measured = tuple(sorted(set(data.kinds))) if with_floors else ()
-    model = _latency_model(theta, g, measured)
+    model = _latency_model(theta, g, measured, overlap)
     if not with_floors:
         return model, {}
     floors = dict(model.launch_floor)
@@ -305,6 +309,7 @@ def fit_latency(
     data: LayerData,
     *,
     with_floors: bool = True,
+    overlap: bool = True,
     granularities: Sequence[int] = GRANULARITIES,
     folds: int = 5,
     seed: int = 0,
@@ -314,6 +319,7 @@ def fit_latency(
     Args:
         data: Measured layers.
         with_floors: Fit a launch floor per kind (an eager sweep); off for a CUDA-graph sweep.
+        overlap: Dispatch overlaps the work (a GPU); false on a CPU, where they add up.
         granularities: Candidate kernel granularities.
         folds: Cross-validation folds (fewer if there are fewer rows).
         seed: Seed of the fold assignment.
@@ -331,25 +337,27 @@ def fit_latency(
         pred = np.empty(len(data.kinds))
         for f in range(folds):
             train, test = data.subset(fold_of != f), data.subset(fold_of == f)
-            model = _complete(_solve_latency(train, g, with_floors), g, train, with_floors)[0]
+            model = _complete(_solve_latency(train, g, with_floors, overlap), g, train, with_floors, overlap)[
+                0
+            ]
             pred[fold_of == f] = [
                 model.layer_cost(k, macs=int(m), mem_bytes=int(b), kernels=int(kk))
                 for k, m, b, kk in zip(test.kinds, test.macs, test.mem_bytes, test.kernels, strict=True)
             ]
         scores[g] = (float(np.mean(np.abs(pred / data.latency_s - 1.0))), pred)
     best_g = min(scores, key=lambda g: (scores[g][0], g))
-    model, fallbacks = _complete(_solve_latency(data, best_g, with_floors), best_g, data, with_floors)
+    theta = _solve_latency(data, best_g, with_floors, overlap)
+    model, fallbacks = _complete(theta, best_g, data, with_floors, overlap)
     if "gemm" not in groups:
         fallbacks["gemm_per_mac"] = "conv_per_mac (no matmul or attention layers measured)"
     if "linear" not in groups:
         fallbacks["linear_per_mac"] = "0: no fully connected layers measured; FC layers cost their bytes"
-    train = _predict(model, data)
     return FitResult(
         model=model,
         points=len(data.kinds),
         folds=folds,
         cv_mape=_mape_by_group(groups, data.latency_s, scores[best_g][1]),
-        train_mape=_mape_by_group(groups, data.latency_s, train),
+        train_mape=_mape_by_group(groups, data.latency_s, _predict(model, data)),
         granularity_cv_mape={str(g): s for g, (s, _) in scores.items()},
         fallbacks=fallbacks,
     )

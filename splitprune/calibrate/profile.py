@@ -88,7 +88,7 @@ def _usable_rows(data: SweepData, with_energy: bool, energy_basis: str) -> tuple
     """Layer rows with positive finite measurements, and a warning for every row dropped."""
     keep, dropped = [], []
     for row in data.layer_rows:
-        values = {"latency": row.latency_s}
+        values: dict[str, float | None] = {"latency": row.latency_s}
         if with_energy:
             values[f"{energy_basis} energy"] = row.value("energy", energy_basis)
         bad = [f"{k} {v!r}" for k, v in values.items() if v is None or not math.isfinite(v) or v <= 0]
@@ -166,7 +166,10 @@ def calibrate(
     eager = mode == "eager"
     trained = _network_rows(data, fit_networks) if eager and terms.network_term else []
     networks = [(network_ops(r.network, r.input_shape), r.latency_s) for r in trained]
-    latency = _fit_latency_and_network(layers, networks, with_floors=eager and terms.launch_floors)
+    overlap = data.header("device", "cuda") != "cpu"
+    latency = _fit_latency_and_network(
+        layers, networks, with_floors=eager and terms.launch_floors, overlap=overlap
+    )
     fits = {"latency_s": latency}
     if with_energy:
         fits["energy_j"] = fit_energy(
@@ -185,7 +188,7 @@ def calibrate(
 
 
 def _fit_latency_and_network(
-    layers: LayerData, networks: Sequence[tuple[NetworkOps, float]], *, with_floors: bool
+    layers: LayerData, networks: Sequence[tuple[NetworkOps, float]], *, with_floors: bool, overlap: bool
 ) -> FitResult:
     """Fit the latency table for every granularity, add the network term, keep the best.
 
@@ -195,7 +198,7 @@ def _fit_latency_and_network(
     best: tuple[float, FitResult] | None = None
     scores: dict[str, float] = {}
     for g in GRANULARITIES:
-        fit = fit_latency(layers, with_floors=with_floors, granularities=(g,))
+        fit = fit_latency(layers, with_floors=with_floors, overlap=overlap, granularities=(g,))
         per_op = fit_network_term(fit.model, networks)
         model = fit.model.model_copy(update={"network_per_op": per_op})
         network_mape = np.mean([abs(n.cost(model) / m - 1.0) for n, m in networks]) if networks else 0.0
@@ -217,16 +220,16 @@ def _provenance_values(
             for key in CostModel.model_fields:
                 values[f"{table}.{key}"] = f"{PLACEHOLDER} ({table} was not fitted from this sweep)"
             continue
-        for key in fit.model.model_fields_set | set(CostModel.model_fields):
+        written = fit.model.model_dump(exclude_none=True, exclude_unset=True)
+        for key in [*written, *(k.split(".")[0] for k in fit.fallbacks if k.split(".")[0] not in written)]:
             how = {
                 "conv_kernel_granularity": "chosen by cross-validated layer MAPE + training-network MAPE",
                 "network_per_op": "fitted on the training networks "
                 + (", ".join(per_op_networks) or "(none: 0)"),
             }.get(key, f"fitted on {fit.points} layers")
             borrowed = [f"{k}: {v}" for k, v in fit.fallbacks.items() if k.split(".")[0] == key]
-            values[f"{table}.{key}"] = f"measured: {how} on {source}" + (
-                f"; borrowed {'; '.join(borrowed)}" if borrowed else ""
-            )
+            measured = f"measured: {how} on {source}" if key in written else "not measured"
+            values[f"{table}.{key}"] = measured + (f"; borrowed {'; '.join(borrowed)}" if borrowed else "")
     return values
 
 
@@ -271,7 +274,7 @@ def _profile(
         quality[f"{table}_cv_mape"] = fit.cv_mape
         quality[f"{table}_train_mape"] = fit.train_mape
         quality[f"{table}_granularity_cv_mape"] = fit.granularity_cv_mape
-    tables = {t: f.model.model_dump(exclude_none=True) for t, f in fits.items()}
+    tables = {t: f.model.model_dump(exclude_none=True, exclude_unset=True) for t, f in fits.items()}
     for table in unmeasured:
         quality[table] = "not measured: placeholder zeros, do not use"
         tables[table] = {
@@ -335,7 +338,7 @@ def _toml_table(name: str, table: dict[str, Any]) -> str:
 def profile_toml(calibration: Calibration) -> str:
     """The profile as TOML text, with a comment header saying what was and was not measured."""
     profile = calibration.profile
-    document = profile.model_dump(exclude_none=True)
+    document = profile.model_dump(exclude_none=True, exclude_unset=True)
     header = [
         f"# {profile.board.name}: MEASURED profile written by `splitprune calibrate`.",
         f"# {profile.provenance.sources[0]}",

@@ -62,7 +62,7 @@ def test_missing_provenance_table_is_rejected(tmp_path):
 
 
 def test_unknown_board_names_the_choices():
-    with pytest.raises(ConfigError, match="use one of tx2, xavier-nx"):
+    with pytest.raises(ConfigError, match="use one of h100-nvml, h100-nvml-b16, tx2, xavier-nx"):
         load_board("orin-nano")
 
 
@@ -94,7 +94,9 @@ def test_annotation_matches_the_formula_by_hand():
     floor = t.launch_floor["default"]
     assert nodes["conv"]["latency_s"] == pytest.approx(_smooth_max(floor, conv_gpu))
     conv_work = e.conv_per_mac * conv_macs * padding + e.memory_per_byte * conv_bytes + e.static_per_layer
-    assert nodes["conv"]["energy_j"] == pytest.approx(e.static_power_w * nodes["conv"]["latency_s"] + conv_work)
+    assert nodes["conv"]["energy_j"] == pytest.approx(
+        e.static_power_w * nodes["conv"]["latency_s"] + conv_work
+    )
     # read + write activations; weight, bias, running mean and var; the int64 batch counter
     bn_bytes = 2 * 40 * 16 * 16 * 4 + 4 * 40 * 4 + 8
     bn_gpu = t.memory_per_byte * bn_bytes + t.static_per_layer
@@ -125,10 +127,14 @@ def test_graph_mode_drops_the_cpu_dispatch_terms():
     graph = eager.for_mode("graph")
     assert graph.latency_s.launch_floor == {} and graph.latency_s.network_per_op == 0
     small = {"macs": 10**4, "mem_bytes": 10**4, "kernels": 32}
-    assert eager.latency_s.layer_cost("conv", **small) == pytest.approx(eager.latency_s.launch_floor["default"], rel=0.01)
+    assert eager.latency_s.layer_cost("conv", **small) == pytest.approx(
+        eager.latency_s.launch_floor["default"], rel=0.01
+    )
     assert graph.latency_s.layer_cost("conv", **small) < 0.1 * eager.latency_s.layer_cost("conv", **small)
     big = {"macs": 10**10, "mem_bytes": 10**6, "kernels": 64}  # compute-bound: the same either way
-    assert graph.latency_s.layer_cost("conv", **big) == pytest.approx(eager.latency_s.layer_cost("conv", **big))
+    assert graph.latency_s.layer_cost("conv", **big) == pytest.approx(
+        eager.latency_s.layer_cost("conv", **big)
+    )
     assert graph.energy_j.layer_cost("conv", **small) < eager.energy_j.layer_cost("conv", **small)
     with pytest.raises(ConfigError, match="unknown mode 'lazy'"):
         eager.for_mode("lazy")

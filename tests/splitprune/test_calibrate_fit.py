@@ -130,7 +130,9 @@ def test_noise_free_fit_is_exact_and_wrong_granularities_score_worse():
     fit = fit_latency(data)
     assert fit.model.conv_per_mac == pytest.approx(2.0e-11, rel=1e-3)
     assert fit.train_mape["all"] < 1e-3
-    assert all(score > fit.granularity_cv_mape["32"] for g, score in fit.granularity_cv_mape.items() if g != "32")
+    assert all(
+        score > fit.granularity_cv_mape["32"] for g, score in fit.granularity_cv_mape.items() if g != "32"
+    )
     assert set(fit.cv_mape) == {"conv", "linear", "memory", "all"}
 
 
@@ -247,9 +249,7 @@ def test_cli_calibrate_validate_and_plots(tmp_path: Path):
     assert load_board(out).latency_s.conv_kernel_granularity == 32
     assert plot.stat().st_size > 10_000
     vplot = tmp_path / "val.png"
-    code, stdout, err = run_cli(
-        "validate", str(path), "--board", str(out), "--json", "--plot", str(vplot)
-    )
+    code, stdout, err = run_cli("validate", str(path), "--board", str(out), "--json", "--plot", str(vplot))
     assert code == 0, err
     assert len(json.loads(stdout)["results"][0]["rows"]) == 2 and vplot.stat().st_size > 10_000
     code, stdout, err = run_cli("validate", str(path), "--board", str(out))
