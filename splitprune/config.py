@@ -40,11 +40,15 @@ class StrictModel(BaseModel):
 
 
 def check_schema_and_provenance(
-    schema_version: int, number_keys: Iterable[str], provenance_values: Mapping[str, str]
+    schema_version: int,
+    number_keys: Iterable[str],
+    provenance_values: Mapping[str, str],
+    *,
+    supported: int = SCHEMA_VERSION,
 ) -> None:
-    """Raise ``ValueError`` unless the schema is supported and every number says where it came from."""
-    if schema_version != SCHEMA_VERSION:
-        raise ValueError(f"schema_version {schema_version} is not supported; use {SCHEMA_VERSION}")
+    """Raise ``ValueError`` unless the schema is ``supported`` and every number says where it came from."""
+    if schema_version != supported:
+        raise ValueError(f"schema_version {schema_version} is not supported; use {supported}")
     missing = [key for key in number_keys if key not in provenance_values]
     if missing:
         raise ValueError(f"provenance.values has no entry for {missing[0]}; say where it came from")
