@@ -5,8 +5,9 @@ A link profile (``configs/links/*.toml``, schema 2) describes the device's uplin
 power while sending, the round-trip time, an optional per-message overhead and an optional downlink
 for the result. Every number carries a ``provenance.values`` entry.
 
-Radio power is charged **above device idle** (the board's compute energies are too) and follows a
-linear model that holds only on the rates it was measured on, ``measured_rate_bps = [low, high]``::
+Radio power is what the radio adds **above device idle** while sending (the board's idle power during
+the transfer is not charged, as it is not while waiting for the server) and follows a linear model
+that holds only on the rates it was measured on, ``measured_rate_bps = [low, high]``::
 
     P(r) = base_power_w + power_w_per_bps * clip(r, low, high)
 
