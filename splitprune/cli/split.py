@@ -201,13 +201,13 @@ def _print_report(result: Any, policy: Any) -> None:
         )
     people.print(f"solver {result.solver} ({result.status}) in {result.solve_time_s * 1e3:.1f} ms")
     if policy is not None:
-        unit, scale = ("mJ", 1e3) if policy.objective == "energy" else ("ms", 1e3)
+        unit, scale = (" (mJ)", 1e3) if policy.objective == "energy" else (" (ms)", 1e3)
         if policy.objective == "weighted":
-            unit, scale = "weighted", 1.0
+            unit, scale = "", 1.0
         table = Table(title=f"bandwidth policy ({'exact' if policy.exact else 'grid + bisection'}); "
                             "* = outside the link's measured range")
         for column in ("from Mbit/s", "to Mbit/s", "split", "tensors sent", "KB sent", "device mJ",
-                       f"{policy.objective} at ends ({unit})"):
+                       f"{policy.objective} at ends{unit}"):
             table.add_column(column, justify="left" if column in ("split", "tensors sent") else "right")
         nodes = len(result.nodes)
         for p in policy.pieces:
