@@ -44,10 +44,10 @@ def check_schema_and_provenance(
     number_keys: Iterable[str],
     provenance_values: Mapping[str, str],
     *,
-    supported: Iterable[int] = (SCHEMA_VERSION,),
+    supported: int | Iterable[int] = SCHEMA_VERSION,
 ) -> None:
     """Raise ``ValueError`` unless the schema is supported and every number says where it came from."""
-    versions = tuple(supported)
+    versions = (supported,) if isinstance(supported, int) else tuple(supported)
     if schema_version not in versions:
         allowed = " or ".join(str(v) for v in versions)
         raise ValueError(f"schema_version {schema_version} is not supported; use {allowed}")

@@ -128,9 +128,9 @@ def _print_report(doc: dict[str, Any]) -> None:
         "other layers (norm, activation, pooling, add): "
         f"{other_before * 1e3:.2f} -> {other_after * 1e3:.2f} mJ"
     )
-    unit, scale = ("mJ", 1e3) if doc["metric"] == "energy_j" else ("ms", 1e3)
-    budget = doc["budget_j"] if doc["metric"] == "energy_j" else doc["budget_s"]
-    after = doc["energy_after_j"] if doc["metric"] == "energy_j" else doc["latency_after_s"]
+    unit, scale = ("mJ", 1e3) if doc["metric"] == "energy" else ("ms", 1e3)
+    budget = doc["budget_j"] if doc["metric"] == "energy" else doc["budget_s"]
+    after = doc["energy_after_j"] if doc["metric"] == "energy" else doc["latency_after_s"]
     people.print(
         f"energy {doc['energy_before_j'] * 1e3:.2f} -> {doc['energy_after_j'] * 1e3:.2f} mJ, latency "
         f"{doc['latency_before_s'] * 1e3:.2f} -> {doc['latency_after_s'] * 1e3:.2f} ms, MACs "

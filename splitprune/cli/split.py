@@ -54,7 +54,9 @@ def parse_rate_range(text: str) -> tuple[float, float, int]:
 def split(
     model: ModelArgument,
     board: BoardOption = "tx2",
-    link: Annotated[str, typer.Option(help="Link profile: wifi, lte, 5g, ble or a .toml")] = "wifi",
+    link: Annotated[
+        str, typer.Option(help="Link profile: wifi, lte, 5g, 5g-mmwave, ble or a .toml")
+    ] = "wifi",
     server: Annotated[
         str | None, typer.Option(help="Server profile (gpu-server or a .toml); default: free server")
     ] = None,
@@ -63,7 +65,10 @@ def split(
     deadline_ms: Annotated[float | None, typer.Option(help="End-to-end latency limit, ms")] = None,
     energy_budget_mj: Annotated[float | None, typer.Option(help="Device energy limit, mJ")] = None,
     memory_mb: Annotated[float | None, typer.Option(help="Device memory limit (weights + peak), MB")] = None,
-    wire: Annotated[str, typer.Option(help="fp32, fp16, int8 or ratio:R")] = "fp32",
+    wire: Annotated[str, typer.Option(help="Intermediate tensors: fp32, fp16, int8 or ratio:R")] = "fp32",
+    input_wire: Annotated[
+        str, typer.Option(help="The model's input: fp32, fp16, uint8, jpeg:QUALITY or a byte count")
+    ] = "uint8",
     rate_bps: Annotated[float | None, typer.Option(help="Uplink rate overriding the link's, bit/s")] = None,
     downlink: Annotated[bool, typer.Option(help="Also charge receiving the result")] = False,
     sweep_bandwidth: Annotated[
@@ -78,7 +83,7 @@ def split(
     """Find the device/server split of MODEL that minimises device energy (or latency) over a link."""
     from ..board import load_board
     from ..link import load_link, load_server
-    from ..split import SplitOptions, SplitProblem, SplitSolver, WireFormat, bandwidth_policy
+    from ..split import InputWire, SplitOptions, SplitProblem, SplitSolver, WireFormat, bandwidth_policy
 
     profile, link_profile = load_board(board), load_link(link)
     server_profile = load_server(server) if server is not None else None
@@ -92,12 +97,13 @@ def split(
         downlink=downlink, method=method, cross_check=method == "auto",
     )
     sweep = parse_rate_range(sweep_bandwidth) if sweep_bandwidth is not None else None
-    fmt = WireFormat.parse(wire)
+    fmt, fmt_in = WireFormat.parse(wire), InputWire.parse(input_wire)
     if rate_bps is not None and not rate_bps > 0:
         raise SplitpruneError(f"--rate-bps must be positive, got {rate_bps}")
     graph, example = annotated_model(model, profile, input_shape, runnable=export is not None)
     problem = SplitProblem.from_digraph(
-        graph.nx, graph.order, inputs=graph.inputs, output=graph.output, wire=fmt, server=server_profile
+        graph.nx, graph.order, inputs=graph.inputs, output=graph.output, wire=fmt, input_wire=fmt_in,
+        server=server_profile,
     )
     solver = SplitSolver(problem)
     result = solver.solve(link_profile.figures(rate_bps), options)
@@ -109,6 +115,7 @@ def split(
     if sweep is not None:
         policy = bandwidth_policy(solver, link_profile, sweep[0], sweep[1], options=options,
                                   samples=sweep[2])
+    _warn_out_of_range(link, link_profile, result.link.rate_bps, policy)
     document: dict[str, Any] = result.to_dict()
     if policy is not None:
         document["policy"] = policy.to_dict()
@@ -131,20 +138,44 @@ def split(
         _print_report(result, policy)
 
 
+def _mbps(rate_bps: float) -> str:
+    return f"{rate_bps / 1e6:.3g} Mbit/s" if rate_bps > 0 else "0"
+
+
+def _warn_out_of_range(name: str, profile: Any, rate_bps: float, policy: Any) -> None:
+    """One warning line when the rate (or part of the sweep) lies outside the measured range."""
+    low, high = profile.uplink.measured_rate_bps
+    where = []
+    if not profile.in_measured_range(rate_bps):
+        where.append(_mbps(rate_bps))
+    if policy is not None and policy.out_of_range:
+        where.append("the policy ranges marked *")
+    if where:
+        status.print(
+            f"warning: {' and '.join(where)} lie outside {_mbps(low)}-{_mbps(high)}, where the {name} "
+            f"power model was measured; power is held at the range edge there (cap "
+            f"{profile.uplink.cap_w:.3g} W), not extrapolated",
+            markup=False, highlight=False,
+        )
+
+
 def _print_report(result: Any, policy: Any) -> None:
     from rich.table import Table
 
     m = result.metrics
+    link = result.link
+    marker = "" if link.in_measured_range else " (outside the measured range)"
     people.print(
         f"[bold]{result.model}[/] on {result.board} over {result.link_name} at "
-        f"{result.link.rate_bps / 1e6:.3g} Mbit/s, wire {result.wire}, objective {result.objective}"
+        f"{_mbps(link.rate_bps)}{marker}, radio {link.power_w:.3g} W above idle, input "
+        f"{result.input_wire}, wire {result.wire}, objective {result.objective}"
     )
     if result.cut:
         table = Table(title=f"tensors sent ({len(result.cut)})")
         for column in ("tensor", "kind", "shape", "native KB", "wire KB", "server consumers"):
             table.add_column(column, justify="right" if "KB" in column else "left")
         for c in result.cut:
-            table.add_row(c.name, c.kind, " ".join("x".join(map(str, s)) for s in c.shapes),
+            table.add_row(c.name, c.kind, " ".join("x".join(map(str, s)) for s in c.output_shapes),
                           f"{c.out_bytes / 1024:,.1f}", f"{c.wire_bytes / 1024:,.1f}",
                           ", ".join(c.consumers))
         people.print(table)
@@ -158,7 +189,7 @@ def _print_report(result: Any, policy: Any) -> None:
     people.print(
         f"latency: device {m.device_latency_s * 1e3:.3f} ms + transfer "
         f"{m.transfer_latency_s * 1e3:.3f} ms + server {m.server_latency_s * 1e3:.3f} ms = "
-        f"{m.latency_s * 1e3:.3f} ms; {m.bytes_sent / 1024:,.1f} KB sent; "
+        f"{m.latency_s * 1e3:.3f} ms; {m.sent_bytes / 1024:,.1f} KB sent; "
         f"device memory {m.memory_bytes / 1e6:.2f} MB"
     )
     for label, base in (("all-local", result.all_local), ("full offload", result.full_offload)):
@@ -170,11 +201,29 @@ def _print_report(result: Any, policy: Any) -> None:
         )
     people.print(f"solver {result.solver} ({result.status}) in {result.solve_time_s * 1e3:.1f} ms")
     if policy is not None:
-        table = Table(title=f"bandwidth policy ({'exact' if policy.exact else 'grid + bisection'})")
-        for column in ("from Mbit/s", "to Mbit/s", "tensors sent", "KB sent", "device mJ"):
-            table.add_column(column, justify="left" if column == "tensors sent" else "right")
+        unit, scale = (" (mJ)", 1e3) if policy.objective == "energy" else (" (ms)", 1e3)
+        if policy.objective == "weighted":
+            unit, scale = "", 1.0
+        table = Table(title=f"bandwidth policy ({'exact' if policy.exact else 'grid + bisection'}); "
+                            "* = outside the link's measured range")
+        for column in ("from Mbit/s", "to Mbit/s", "split", "tensors sent", "KB sent", "device mJ",
+                       f"{policy.objective} at ends{unit}"):
+            table.add_column(column, justify="left" if column in ("split", "tensors sent") else "right")
+        nodes = len(result.nodes)
         for p in policy.pieces:
-            table.add_row(f"{p.low_bps / 1e6:.4g}", f"{p.high_bps / 1e6:.4g}",
-                          (", ".join(p.cut) or "(all local)") if p.feasible else "(infeasible)",
-                          f"{p.bytes_sent / 1024:,.1f}", f"{p.device_energy_j * 1e3:.3f}")
+            star = "" if p.in_measured_range else "*"
+            table.add_row(
+                f"{p.low_bps / 1e6:.4g}{star}", f"{p.high_bps / 1e6:.4g}{star}", _split_kind(p, nodes),
+                (", ".join(p.cut) or "-") if p.feasible else "(infeasible)",
+                f"{p.sent_bytes / 1024:,.1f}", f"{p.device_energy_j * 1e3:.3f}",
+                f"{p.objective_at(p.low_bps) * scale:.4g} - {p.objective_at(p.high_bps) * scale:.4g}"
+                if p.feasible else "",
+            )
         people.print(table)
+
+
+def _split_kind(piece: Any, nodes: int) -> str:
+    """``all local``, ``full offload`` or ``split (k/n on device)`` for a policy piece."""
+    if piece.split_kind == "split":
+        return f"split ({len(piece.device_nodes)}/{nodes} on device)"
+    return piece.split_kind.replace("_", " ")

@@ -119,13 +119,16 @@ class PruneResult:
         return self.after / self.budget - 1.0
 
     def to_dict(self, *, output: str | None = None) -> dict[str, Any]:
-        """The ``splitprune prune --json`` document (schema ``splitprune.prune/1``)."""
+        """The ``splitprune prune --json`` document (schema ``splitprune.prune/2``).
+
+        ``metric`` is ``energy`` or ``latency``, as ``split``'s ``objective`` and ``validate``'s ``metric``.
+        """
         return {
-            "schema": "splitprune.prune/1",
+            "schema": "splitprune.prune/2",
             "model": self.model_name,
             "board": self.board,
             "importance": self.importance,
-            "metric": self.metric,
+            "metric": "energy" if self.metric == "energy_j" else "latency",
             "budget_j": self.budget if self.metric == "energy_j" else None,
             "budget_s": self.budget if self.metric == "latency_s" else None,
             "budget_error": self.budget_error,

@@ -1,6 +1,7 @@
 """Split-point optimisation: which layers run on the device and which on the server.
 
-- :mod:`.problem`: the problem as arrays, wire formats and :func:`evaluate` (the reference semantics).
+- :mod:`.wire`: how tensors travel: intermediate ones (:class:`WireFormat`), the input (:class:`InputWire`).
+- :mod:`.problem`: the problem as arrays and :func:`evaluate` (the reference semantics).
 - :mod:`.mincut`: the unconstrained split as an s-t minimum cut (networkx).
 - :mod:`.milp`: the cvxpy/HiGHS model with parameters (LP relaxation or MILP with side constraints).
 - :mod:`.solve`: :class:`SplitOptions`, :class:`SplitSolver` and :func:`solve_split`.
@@ -13,7 +14,6 @@ from __future__ import annotations
 from .policy import BandwidthPolicy as BandwidthPolicy
 from .policy import bandwidth_policy as bandwidth_policy
 from .problem import SplitProblem as SplitProblem
-from .problem import WireFormat as WireFormat
 from .problem import evaluate as evaluate
 from .result import CutTensor as CutTensor
 from .result import InfeasibleSplitError as InfeasibleSplitError
@@ -21,3 +21,5 @@ from .result import SplitResult as SplitResult
 from .solve import SplitOptions as SplitOptions
 from .solve import SplitSolver as SplitSolver
 from .solve import solve_split as solve_split
+from .wire import InputWire as InputWire
+from .wire import WireFormat as WireFormat

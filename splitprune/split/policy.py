@@ -1,14 +1,18 @@
 """The exact bandwidth policy: the optimal split for every uplink rate in a range.
 
-Every cost is linear in ``lam = 1 / rate``: a placement ``D`` costs ``A(D) + B(D) * lam`` (transfer
-time and the ``beta`` part of the radio power scale with ``1 / rate``). Without rate-dependent side
-constraints, the optimum over ``lam`` is the lower envelope of these lines, a concave piecewise-linear
-function with one optimal placement per piece. We find it exactly by Eisner-Severance bisection:
-solve at both ends; if the optimal lines differ, solve where they intersect; if nothing beats them
-there, that is a breakpoint, else recurse on both halves with the new line. Each piece costs about two
-solves. A memory limit does not depend on the rate and keeps this exact. Deadlines and energy budgets
-do (a placement's feasibility changes with the rate); the policy is then a grid refined by bisection
-around every change, reported with ``exact=False``.
+Every cost is piecewise linear in ``lam = 1 / rate``: transfer time is ``8 b lam`` and the radio
+energy ``8 b (a + b' lam)`` on each piece of the link's power model (:mod:`splitprune.link`; the
+pieces meet at the edges of the measured rate range). On one piece, a placement ``D`` costs
+``A(D) + B(D) * lam`` and, without rate-dependent side constraints, the optimum over ``lam`` is the
+lower envelope of these lines, a concave piecewise-linear function with one optimal placement per
+range. We split the rate range at the power model's breakpoints and find each piece's envelope
+exactly by Eisner-Severance bisection: solve at both ends; if the optimal lines differ, solve where
+they intersect; if nothing beats them there, that is a breakpoint, else recurse on both halves with
+the new line. Each range costs about two solves. A memory limit does not depend on the rate and keeps
+this exact. Deadlines and energy budgets do (a placement's feasibility changes with the rate); the
+policy is then a grid refined by bisection around every change, reported with ``exact=False``.
+Ranges never straddle an edge of the measured range, so each says whether its power model was
+measured (``in_measured_range``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 
 from ..errors import SplitpruneError
 from ..link import LinkProfile
-from .problem import Costs
+from .problem import Costs, SplitProblem
 from .result import InfeasibleSplitError
 from .solve import SplitOptions, SplitSolver
 
@@ -41,10 +45,13 @@ class PolicyPiece:
         feasible: False when no split meets the constraints in this range.
         device_nodes: Nodes on the device.
         cut: Names of the tensors sent.
-        bytes_sent: Bytes on the wire.
+        sent_bytes: Bytes on the wire.
         device_energy_j: Device compute energy, J.
-        intercept: Objective as the rate goes to infinity.
-        slope: Objective coefficient of ``1 / rate`` (objective units x bit/s).
+        intercept: Objective of this split extrapolated to an infinite rate on this range's line.
+        slope: Objective coefficient of ``1 / rate`` (objective units x bit/s) on this range.
+        in_measured_range: Whether the link's power model was measured on these rates.
+        split_kind: ``all_local``, ``full_offload`` (only the inputs on the device), ``split`` or
+            ``infeasible``.
     """
 
     low_bps: float
@@ -52,10 +59,12 @@ class PolicyPiece:
     feasible: bool
     device_nodes: tuple[str, ...]
     cut: tuple[str, ...]
-    bytes_sent: int
+    sent_bytes: int
     device_energy_j: float
     intercept: float
     slope: float
+    in_measured_range: bool = True
+    split_kind: str = "split"
 
     def objective_at(self, rate_bps: float) -> float:
         """Objective of this piece's split at ``rate_bps``."""
@@ -80,8 +89,10 @@ class BandwidthPolicy:
         exact: Whether the breakpoints are exact (no deadline or energy budget).
         solves: Number of solver calls.
         solve_time_s: Wall-clock time, s.
-        all_local: ``(intercept, slope)`` of running everything on the device.
-        full_offload: ``(intercept, slope)`` of sending the raw input.
+        all_local: ``(low_bps, high_bps, intercept, slope)`` of running everything on the device,
+            per range of the link's power model.
+        full_offload: The same for sending the input.
+        measured_rate_bps: ``(low, high)`` rates the link's power model was measured on.
     """
 
     low_bps: float
@@ -91,8 +102,9 @@ class BandwidthPolicy:
     exact: bool
     solves: int
     solve_time_s: float
-    all_local: tuple[float, float]
-    full_offload: tuple[float, float]
+    all_local: tuple[tuple[float, float, float, float], ...]
+    full_offload: tuple[tuple[float, float, float, float], ...]
+    measured_rate_bps: tuple[float, float] | None = None
 
     def piece_at(self, rate_bps: float) -> PolicyPiece:
         """The piece whose range holds ``rate_bps``."""
@@ -101,24 +113,39 @@ class BandwidthPolicy:
                 return piece
         return self.pieces[-1]
 
+    def baseline_at(self, name: str, rate_bps: float) -> float:
+        """Objective of ``all_local`` or ``full_offload`` at ``rate_bps``."""
+        lines = self.all_local if name == "all_local" else self.full_offload
+        row = next((line for line in lines if rate_bps <= line[1]), lines[-1])
+        return row[2] + row[3] / rate_bps
+
+    @property
+    def out_of_range(self) -> tuple[PolicyPiece, ...]:
+        """Pieces at rates the link's power model was not measured on."""
+        return tuple(p for p in self.pieces if not p.in_measured_range)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON."""
+        def lines(rows: tuple[tuple[float, float, float, float], ...]) -> list[dict[str, float]]:
+            return [{"low_bps": lo, "high_bps": hi, "intercept": a, "slope": b} for lo, hi, a, b in rows]
+
         return {
             "low_bps": self.low_bps, "high_bps": self.high_bps, "objective": self.objective,
             "exact": self.exact, "solves": self.solves, "solve_time_s": self.solve_time_s,
-            "all_local": {"intercept": self.all_local[0], "slope": self.all_local[1]},
-            "full_offload": {"intercept": self.full_offload[0], "slope": self.full_offload[1]},
+            "measured_rate_bps": None if self.measured_rate_bps is None else list(self.measured_rate_bps),
+            "all_local": lines(self.all_local), "full_offload": lines(self.full_offload),
             "pieces": [p.to_dict() for p in self.pieces],
         }
 
 
 class _Lines:
-    """Objective lines ``A + B * lam`` of placements, from costs at lam = 0 and their slope."""
+    """Objective lines ``A + B * lam`` of placements on the power-model piece holding ``rate_bps``."""
 
-    def __init__(self, solver: SplitSolver, link: LinkProfile, options: SplitOptions) -> None:
+    def __init__(self, solver: SplitSolver, link: LinkProfile, options: SplitOptions,
+                 rate_bps: float) -> None:
         self.solver, self.link, self.options = solver, link, options
-        c0, _ = solver.objective_costs(link.figures_at_inverse_rate(0.0), options)
-        c1, _ = solver.objective_costs(link.figures_at_inverse_rate(1.0), options)
+        c0, _ = solver.objective_costs(link.figures_at_inverse_rate(0.0, piece_at_bps=rate_bps), options)
+        c1, _ = solver.objective_costs(link.figures_at_inverse_rate(1.0, piece_at_bps=rate_bps), options)
         self.c0 = c0
         self.dc = Costs(c1.dev - c0.dev, c1.srv - c0.srv, c1.send - c0.send)
         self.solves = 0
@@ -160,35 +187,55 @@ def bandwidth_policy(
         raise SplitpruneError(f"bad bandwidth range {low_bps:g}:{high_bps:g}; give 0 < LOW < HIGH")
     options = options or SplitOptions()
     start = time.perf_counter()
-    lines = _Lines(solver, link, options)
-    lam_lo, lam_hi = 1.0 / high_bps, 1.0 / low_bps
+    edges = [r for r in link.rate_breakpoints_bps() if low_bps < r < high_bps]
+    bounds = [low_bps, *edges, high_bps]
     exact = options.deadline_s is None and options.energy_budget_j is None
-    if exact:
-        x_lo, x_hi = lines.best(lam_lo), lines.best(lam_hi)
-        if x_lo is None or x_hi is None:
-            raise SplitpruneError("no split meets the memory limit at any rate; raise --memory-mb")
-        segments = _envelope(lines, lam_lo, x_lo, lam_hi, x_hi)
-    else:
-        segments = _grid(lines, lam_lo, lam_hi, samples)
     p = solver.problem
-    pieces = []
-    for lam_a, lam_b, x in reversed(_merge(segments)):  # ascending rate = descending lam
-        low, high = 1.0 / lam_b, 1.0 / lam_a
-        if x is None:
-            pieces.append(PolicyPiece(low, high, False, (), (), 0, 0.0, math.nan, math.nan))
-            continue
-        a, b = lines.line(x)
-        sent = p.sent(x)
-        pieces.append(PolicyPiece(
-            low, high, True, tuple(p.names[v] for v in np.flatnonzero(x)),
-            tuple(p.names[u] for u in np.flatnonzero(sent)), int(p.wire_bytes[sent].sum()),
-            float(p.energy_j[x].sum()), a, b,
-        ))
+    pieces: list[PolicyPiece] = []
+    baselines: dict[str, list[tuple[float, float, float, float]]] = {"all_local": [], "full_offload": []}
+    solves = 0
+    span = math.log(high_bps / low_bps)
+    for r_lo, r_hi in zip(bounds, bounds[1:], strict=False):  # ascending rate
+        mid = math.sqrt(r_lo * r_hi)
+        lines = _Lines(solver, link, options, mid)
+        lam_lo, lam_hi = 1.0 / r_hi, 1.0 / r_lo
+        if exact:
+            x_lo, x_hi = lines.best(lam_lo), lines.best(lam_hi)
+            if x_lo is None or x_hi is None:
+                raise SplitpruneError("no split meets the memory limit at any rate; raise --memory-mb")
+            segments = _envelope(lines, lam_lo, x_lo, lam_hi, x_hi)
+        else:
+            share = max(2, round(samples * math.log(r_hi / r_lo) / span))
+            segments = _grid(lines, lam_lo, lam_hi, share)
+        solves += lines.solves
+        measured = link.in_measured_range(mid)
+        for lam_a, lam_b, x in reversed(_merge(segments)):  # ascending rate = descending lam
+            low, high = 1.0 / lam_b, 1.0 / lam_a
+            if x is None:
+                pieces.append(PolicyPiece(low, high, False, (), (), 0, 0.0, math.nan, math.nan, measured,
+                                          "infeasible"))
+                continue
+            a, b = lines.line(x)
+            sent = p.sent(x)
+            pieces.append(PolicyPiece(
+                low, high, True, tuple(p.names[v] for v in np.flatnonzero(x)),
+                tuple(p.names[u] for u in np.flatnonzero(sent)), int(p.wire_bytes[sent].sum()),
+                float(p.energy_j[x].sum()), a, b, measured, _split_kind(p, x),
+            ))
+        for name, x in (("all_local", p.all_local()), ("full_offload", p.full_offload())):
+            baselines[name].append((r_lo, r_hi, *lines.line(x)))
     return BandwidthPolicy(
         low_bps=low_bps, high_bps=high_bps, objective=options.objective, pieces=tuple(pieces),
-        exact=exact, solves=lines.solves, solve_time_s=time.perf_counter() - start,
-        all_local=lines.line(p.all_local()), full_offload=lines.line(p.full_offload()),
+        exact=exact, solves=solves, solve_time_s=time.perf_counter() - start,
+        all_local=tuple(baselines["all_local"]), full_offload=tuple(baselines["full_offload"]),
+        measured_rate_bps=link.uplink.measured_rate_bps,
     )
+
+
+def _split_kind(problem: SplitProblem, x: np.ndarray) -> str:
+    if x.all():
+        return "all_local"
+    return "full_offload" if int(x.sum()) == len(problem.inputs) else "split"
 
 
 def _merge(segments: list) -> list:

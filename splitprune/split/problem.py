@@ -20,7 +20,6 @@ check that by brute force).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,58 +29,9 @@ import numpy as np
 
 from ..errors import SplitpruneError
 from ..link import LinkFigures
+from .wire import InputWire, WireFormat
 
-__all__ = ["Costs", "Evaluation", "SplitProblem", "WireFormat", "closed_placements", "evaluate"]
-
-_FLOAT_DTYPES = {"float32": 4, "float": 4, "float64": 8, "double": 8, "float16": 2, "half": 2,
-                 "bfloat16": 2}
-
-
-@dataclass(frozen=True)
-class WireFormat:
-    """How a floating-point tensor travels: ``fp32``, ``fp16``, ``int8`` or ``ratio:R``.
-
-    Attributes:
-        name: The spelling used on the command line.
-        bytes_per_element: Wire bytes per element for floating tensors (``None`` for a ratio).
-        ratio: Compression ratio applied to the native bytes (``ratio:R``), else 1.
-        header_bytes: Bytes added per tensor (int8: fp32 scale and int32 zero point).
-    """
-
-    name: str = "fp32"
-    bytes_per_element: float | None = 4.0
-    ratio: float = 1.0
-    header_bytes: int = 0
-
-    @classmethod
-    def parse(cls, text: str) -> WireFormat:
-        """Parse ``fp32``, ``fp16``, ``int8`` or ``ratio:R`` (R > 0); raise SplitpruneError else."""
-        spelled = text.strip().lower()
-        if spelled in ("fp32", "fp16"):
-            return cls(spelled, 4.0 if spelled == "fp32" else 2.0)
-        if spelled == "int8":
-            return cls("int8", 1.0, header_bytes=8)
-        match = re.fullmatch(r"ratio:([0-9.eE+-]+)", spelled)
-        if match:
-            try:
-                ratio = float(match.group(1))
-            except ValueError:
-                ratio = -1.0
-            if ratio > 0:
-                return cls(f"ratio:{ratio:g}", None, ratio=ratio)
-        raise SplitpruneError(f"bad wire format {text!r}: use fp32, fp16, int8 or ratio:R with R > 0")
-
-    def wire_bytes(self, out_bytes: int, dtype: str) -> int:
-        """Bytes on the wire for a tensor of ``out_bytes`` native bytes of ``dtype``."""
-        if out_bytes <= 0:
-            return 0
-        if self.bytes_per_element is None:
-            return int(np.ceil(out_bytes / self.ratio))
-        itemsize = _FLOAT_DTYPES.get(dtype.removeprefix("torch."))
-        if itemsize is None:  # integer, bool or unknown: sent as is
-            return int(out_bytes)
-        return int(np.ceil(out_bytes / itemsize * self.bytes_per_element)) + self.header_bytes
-
+__all__ = ["Costs", "Evaluation", "SplitProblem", "closed_placements", "evaluate"]
 
 @dataclass(frozen=True)
 class Costs:
@@ -125,7 +75,8 @@ class SplitProblem:
         wire_bytes: Bytes sent if the node's output crosses the cut, after the wire format.
         is_tensor: Whether the node's output is a tensor (a message when sent).
         param_bytes: Weight bytes of every node, for device memory.
-        wire: The wire format.
+        wire: The wire format of intermediate tensors.
+        input_wire: The wire format of the graph's input tensors.
         result_bytes: Bytes of the model's result (for the optional downlink).
         kinds: Layer kind of every node (for reports).
         output_shapes: Output shapes of every node (for reports).
@@ -147,6 +98,7 @@ class SplitProblem:
     param_bytes: np.ndarray
     wire: WireFormat
     result_bytes: int
+    input_wire: InputWire | None = None
     kinds: tuple[str, ...] = ()
     output_shapes: tuple[tuple[tuple[int, ...], ...], ...] = ()
     dtypes: tuple[str, ...] = ()
@@ -165,6 +117,7 @@ class SplitProblem:
         inputs: Iterable[str],
         output: str,
         wire: WireFormat | None = None,
+        input_wire: InputWire | None = None,
         server: Any = None,
     ) -> SplitProblem:
         """Build from a DiGraph carrying the CONTRACT.md node attributes.
@@ -173,6 +126,7 @@ class SplitProblem:
         float32), ``is_tensor`` (True), ``param_bytes`` (0), ``server_latency_s``/``server_energy_j``
         (0; used when ``server`` is None), and ``kind``/``macs``/``mem_bytes``/``kernels`` when a
         ``server`` profile (anything with ``latency_s``/``energy_j`` cost models) is given.
+        ``wire`` prices intermediate tensors; ``input_wire`` prices the ``inputs`` (default: as ``wire``).
 
         Raises:
             SplitpruneError: A node lacks a cost or the order is not topological.
@@ -214,6 +168,10 @@ class SplitProblem:
         )
         out = index[output]
         input_ids = tuple(sorted(index[i] for i in inputs))
+        if input_wire is not None:
+            for i in input_ids:
+                shapes = nodes[names[i]].get("output_shapes", ())
+                wire_bytes[i] = input_wire.wire_bytes(int(out_bytes[i]), dtypes[i], shapes)
         if not input_ids:
             raise SplitpruneError("the graph has no input node")
         return cls(
@@ -222,7 +180,7 @@ class SplitProblem:
             server_latency_s=server_latency, server_energy_j=server_energy,
             out_bytes=out_bytes, wire_bytes=wire_bytes,
             is_tensor=column("is_tensor", True, bool), param_bytes=column("param_bytes", 0, np.int64),
-            wire=wire, result_bytes=int(wire_bytes[out]),
+            wire=wire, result_bytes=int(wire_bytes[out]), input_wire=input_wire,
             kinds=tuple(str(nodes[v].get("kind", "other")) for v in names),
             output_shapes=tuple(
                 tuple(tuple(int(d) for d in s) for s in nodes[v].get("output_shapes", ()))
@@ -306,8 +264,8 @@ class Evaluation:
         server_latency_s: Server compute time, s.
         latency_s: End-to-end latency, s.
         server_energy_j: Server energy (reported, not charged), J.
-        bytes_sent: Bytes on the wire, after the wire format.
-        tensors_sent: Number of tensors that cross.
+        sent_bytes: Bytes on the wire, after the wire format.
+        sent_tensors: Number of tensors that cross.
         memory_bytes: Device memory (weights + peak activations of the head), bytes.
         offloaded: Whether the result is produced on the server.
     """
@@ -320,8 +278,8 @@ class Evaluation:
     server_latency_s: float
     latency_s: float
     server_energy_j: float
-    bytes_sent: int
-    tensors_sent: int
+    sent_bytes: int
+    sent_tensors: int
     memory_bytes: int
     offloaded: bool
 
@@ -337,11 +295,11 @@ def evaluate(
     x = np.asarray(x, dtype=bool)
     sent = problem.sent(x)
     offloaded = not x[problem.output]
-    bytes_sent = int(problem.wire_bytes[sent].sum())
+    sent_bytes = int(problem.wire_bytes[sent].sum())
     tensors = int((sent & problem.is_tensor).sum())
     device_energy = float(problem.energy_j[x].sum())
-    tx_energy = bytes_sent * link.energy_per_byte_j + tensors * link.energy_per_message_j
-    transfer = bytes_sent * link.latency_per_byte_s + tensors * link.latency_per_message_s
+    tx_energy = sent_bytes * link.energy_per_byte_j + tensors * link.energy_per_message_j
+    transfer = sent_bytes * link.latency_per_byte_s + tensors * link.latency_per_message_s
     if offloaded:
         transfer += link.rtt_s
         if downlink:
@@ -358,8 +316,8 @@ def evaluate(
         server_latency_s=server_latency,
         latency_s=device_latency + float(transfer) + server_latency,
         server_energy_j=float(problem.server_energy_j[~x].sum()),
-        bytes_sent=bytes_sent,
-        tensors_sent=tensors,
+        sent_bytes=sent_bytes,
+        sent_tensors=tensors,
         memory_bytes=problem.memory_bytes(x),
         offloaded=bool(offloaded),
     )

@@ -11,7 +11,7 @@ from .problem import Evaluation
 
 __all__ = ["CutTensor", "InfeasibleSplitError", "SplitResult"]
 
-SCHEMA = "splitprune.split/1"
+SCHEMA = "splitprune.split/2"  # 2: one vocabulary with estimate/prune; link figures under "link"
 
 
 class InfeasibleSplitError(SplitpruneError):
@@ -48,7 +48,7 @@ class CutTensor:
     Attributes:
         name: Producing node.
         kind: Its layer kind.
-        shapes: Output shapes.
+        output_shapes: Output shapes.
         dtype: Native dtype.
         out_bytes: Native bytes.
         wire_bytes: Bytes on the wire (after the wire format).
@@ -57,7 +57,7 @@ class CutTensor:
 
     name: str
     kind: str
-    shapes: tuple[tuple[int, ...], ...]
+    output_shapes: tuple[tuple[int, ...], ...]
     dtype: str
     out_bytes: int
     wire_bytes: int
@@ -66,7 +66,7 @@ class CutTensor:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON."""
         row = asdict(self)
-        row["shapes"] = [list(s) for s in self.shapes]
+        row["output_shapes"] = [list(s) for s in self.output_shapes]
         row["consumers"] = list(self.consumers)
         return row
 
@@ -89,9 +89,10 @@ class SplitResult:
         status: Solver status (``optimal``).
         solve_time_s: Wall-clock solve time, s.
         constraints: Active side constraints and their limits (s, J, bytes).
-        nodes: Per-node rows (name, placement, costs, bytes as sent, predecessors).
+        nodes: Per-node rows (name, kind, placement, costs, native and wire bytes, inputs).
         cross_check: Objective of the independent min-cut, when it was run.
-        wire: Wire format name.
+        wire: Wire format of intermediate tensors.
+        input_wire: Wire format of the graph's input.
         model: Model name; board, link_name, server: profile names.
     """
 
@@ -111,6 +112,7 @@ class SplitResult:
     nodes: tuple[dict[str, Any], ...]
     cross_check: float | None = None
     wire: str = "fp32"
+    input_wire: str = "fp32"
     model: str = ""
     board: str | None = None
     link_name: str | None = None
@@ -128,33 +130,34 @@ class SplitResult:
         }
 
     @property
-    def bytes_sent(self) -> int:
+    def sent_bytes(self) -> int:
         """Bytes on the wire."""
-        return self.metrics.bytes_sent
+        return self.metrics.sent_bytes
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``splitprune split --json`` document (schema ``splitprune.split/1``)."""
+        """The ``splitprune split --json`` document (schema ``splitprune.split/2``).
+
+        The link's name and figures at the rate used (``rate_bps``, ``power_w``,
+        ``measured_rate_bps``, ``in_measured_range``, per-byte and per-message costs) sit under
+        ``link``; node rows name their predecessors ``inputs`` as ``estimate`` does.
+        """
         return {
             "schema": SCHEMA,
             "model": self.model,
             "board": self.board,
-            "link": self.link_name,
             "server": self.server,
+            "link": {"name": self.link_name, **self.link.to_dict()},
             "wire": self.wire,
-            "objective_kind": self.objective,
-            "objective": self.objective_value,
+            "input_wire": self.input_wire,
+            "objective": self.objective,
+            "objective_value": self.objective_value,
             "weights": dict(self.weights),
             "constraints": dict(self.constraints),
             "solver": self.solver,
             "status": self.status,
             "solve_time_s": self.solve_time_s,
-            "cross_check_objective": self.cross_check,
-            "rate_bps": self.link.rate_bps,
-            "energy_per_byte_j": self.link.energy_per_byte_j,
-            "energy_per_message_j": self.link.energy_per_message_j,
-            "rtt_s": self.link.rtt_s,
-            "link_figures": self.link.to_dict(),
-            "bytes_sent": self.metrics.bytes_sent,
+            "cross_check_objective_value": self.cross_check,
+            "sent_bytes": self.metrics.sent_bytes,
             "device_nodes": list(self.device_nodes),
             "cut": [c.to_dict() for c in self.cut],
             "metrics": self.metrics.to_dict(),

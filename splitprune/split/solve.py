@@ -12,8 +12,9 @@ import numpy as np
 from ..errors import SplitpruneError
 from ..link import LinkFigures, LinkProfile
 from .mincut import solve_mincut
-from .problem import Costs, Evaluation, SplitProblem, WireFormat, evaluate
+from .problem import Costs, Evaluation, SplitProblem, evaluate
 from .result import CutTensor, InfeasibleSplitError, SplitResult
+from .wire import InputWire, WireFormat
 
 __all__ = ["SplitOptions", "SplitSolver", "solve_split"]
 
@@ -204,7 +205,7 @@ class SplitSolver:
         cut = tuple(
             CutTensor(
                 name=p.names[u], kind=p.kinds[u] if p.kinds else "",
-                shapes=p.output_shapes[u] if p.output_shapes else (),
+                output_shapes=p.output_shapes[u] if p.output_shapes else (),
                 dtype=p.dtypes[u] if p.dtypes else "", out_bytes=int(p.out_bytes[u]),
                 wire_bytes=int(p.wire_bytes[u]),
                 consumers=tuple(p.names[v] for v in p.succs[u] if not x[v]),
@@ -213,13 +214,14 @@ class SplitSolver:
         )
         nodes = tuple(
             {
-                "name": p.names[v], "placement": "device" if x[v] else "server",
+                "name": p.names[v], "kind": p.kinds[v] if p.kinds else "",
+                "placement": "device" if x[v] else "server",
                 "energy_j": float(p.energy_j[v]), "latency_s": float(p.latency_s[v]),
                 "server_latency_s": float(p.server_latency_s[v]),
-                "out_bytes": int(p.wire_bytes[v]), "is_tensor": bool(p.is_tensor[v]),
-                "param_bytes": int(p.param_bytes[v]),
+                "out_bytes": int(p.out_bytes[v]), "wire_bytes": int(p.wire_bytes[v]),
+                "is_tensor": bool(p.is_tensor[v]), "param_bytes": int(p.param_bytes[v]),
                 "activation_bytes": int(act[v]),
-                "predecessors": [p.names[u] for u in p.preds[v]],
+                "inputs": [p.names[u] for u in p.preds[v]],
             }
             for v in range(p.n)
         )
@@ -230,6 +232,7 @@ class SplitSolver:
             full_offload=evaluate(p, p.full_offload(), link, downlink=down), link=link,
             solver=solver, status=status, solve_time_s=elapsed, constraints=options.limits(),
             nodes=nodes, cross_check=cross, wire=p.wire.name,
+            input_wire=p.input_wire.name if p.input_wire is not None else p.wire.name,
         )
 
 
@@ -240,6 +243,7 @@ def solve_split(
     options: SplitOptions | None = None,
     server: Any = None,
     wire: str | WireFormat = "fp32",
+    input_wire: str | InputWire = "uint8",
     rate_bps: float | None = None,
 ) -> SplitResult:
     """Optimal device/server split of an annotated :class:`~splitprune.graph.LayerGraph`.
@@ -249,7 +253,8 @@ def solve_split(
         link: The link profile.
         options: Objective and constraints (default: minimise device energy).
         server: A :class:`~splitprune.link.ServerProfile` for server latency (default: zero).
-        wire: Wire format of the tensors sent.
+        wire: Wire format of the intermediate tensors sent.
+        input_wire: Wire format of the graph's input (``fp32``, ``uint8``, ``jpeg:Q`` or a byte count).
         rate_bps: Uplink rate overriding the profile's, bit/s.
 
     Raises:
@@ -258,8 +263,10 @@ def solve_split(
     if getattr(graph, "board", None) is None:
         raise SplitpruneError("graph has no energy annotation; call splitprune.annotate first")
     fmt = wire if isinstance(wire, WireFormat) else WireFormat.parse(wire)
+    fmt_in = input_wire if isinstance(input_wire, InputWire) else InputWire.parse(input_wire)
     problem = SplitProblem.from_digraph(
-        graph.nx, graph.order, inputs=graph.inputs, output=graph.output, wire=fmt, server=server
+        graph.nx, graph.order, inputs=graph.inputs, output=graph.output, wire=fmt, input_wire=fmt_in,
+        server=server,
     )
     try:
         figures = link.figures(rate_bps)

@@ -1,4 +1,4 @@
-"""Bandwidth policy: exact pieces vs brute force, continuity at breakpoints, monotonicity."""
+"""Bandwidth policy: exact pieces vs brute force (capped power model), continuity, monotonicity."""
 
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ from splitprune.split import (
 )
 
 
-def _link(*, alpha: float = 1e-8, beta: float = 0.5, message_j: float = 0.0, rtt_s: float = 5e-3):
-    values = {"uplink.rate_bps": "test", "uplink.alpha_w_per_bps": "test", "uplink.beta_w": "test",
-              "rtt_s": "test", "energy_per_message_j": "test"}
+def _link(*, slope: float = 1e-8, base: float = 0.5, message_j: float = 0.0, rtt_s: float = 5e-3,
+          measured: tuple[float, float] = (0.0, 1e12)):
+    values = {"uplink.rate_bps": "test", "uplink.power_w_per_bps": "test", "uplink.base_power_w": "test",
+              "uplink.measured_rate_bps": "test", "rtt_s": "test", "energy_per_message_j": "test"}
     return LinkProfile.model_validate({
-        "schema_version": 1, "link": {"name": "test", "technology": "test"}, "rtt_s": rtt_s,
+        "schema_version": 2, "link": {"name": "test", "technology": "test"}, "rtt_s": rtt_s,
         "energy_per_message_j": message_j,
-        "uplink": {"rate_bps": 1e6, "alpha_w_per_bps": alpha, "beta_w": beta},
+        "uplink": {"rate_bps": 1e6, "power_w_per_bps": slope, "base_power_w": base,
+                   "measured_rate_bps": list(measured)},
         "provenance": {"kind": "derived", "summary": "test", "values": values},
     })
 
@@ -77,12 +79,12 @@ def test_faster_link_never_sends_fewer_bytes_nor_uses_more_device_energy(seed):
     solver = SplitSolver(problem)
     rates = np.geomspace(1e3, 1e10, 25)
     results = [solver.solve(link.figures(float(r)), SplitOptions(method="mincut")) for r in rates]
-    sent = [r.metrics.bytes_sent for r in results]
+    sent = [r.metrics.sent_bytes for r in results]
     compute = [r.metrics.device_energy_j for r in results]
     assert all(b >= a for a, b in zip(sent, sent[1:], strict=False))
     assert all(b <= a + 1e-15 for a, b in zip(compute, compute[1:], strict=False))
     policy = bandwidth_policy(solver, link, 1e3, 1e10)
-    assert [p.bytes_sent for p in policy.pieces] == sorted(p.bytes_sent for p in policy.pieces)
+    assert [p.sent_bytes for p in policy.pieces] == sorted(p.sent_bytes for p in policy.pieces)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -105,6 +107,53 @@ def test_constrained_policy_matches_solves_at_sampled_rates(seed):
         assert piece.objective_at(float(rate)) == pytest.approx(expected, rel=1e-6)
 
 
+capped_pieces_seen: list[int] = []
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_capped_power_policy_equals_brute_force_on_a_fine_rate_grid(seed):
+    """All closed cuts x 200 rates across both edges of the measured range (power held outside)."""
+    problem = _problem(7000 + seed)
+    rng = np.random.default_rng(seed)
+    low = float(10 ** rng.uniform(4, 6))
+    high = low * float(10 ** rng.uniform(0.5, 2.5))
+    # a steep slope so that the cap binds: P(high) is several times P(low)
+    link = _link(slope=float(10 ** rng.uniform(-8, -6)), base=float(rng.uniform(0.0, 1.0)),
+                 message_j=1e-5 if seed % 3 == 0 else 0.0, measured=(low, high))
+    objective = ("energy", "latency", "weighted")[seed % 3]
+    policy = bandwidth_policy(SplitSolver(problem), link, low / 30, high * 30,
+                              options=SplitOptions(objective=objective))
+    assert policy.exact
+    capped_pieces_seen.append(len(policy.pieces))
+    placements = list(closed_sets(problem))
+    solver = SplitSolver(problem)
+    rates = np.geomspace(low / 30, high * 30, 200)
+    assert (rates < low).any() and (rates > high).any()
+    for rate in rates:
+        figures = link.figures(float(rate))
+        costs, _ = solver.objective_costs(figures, SplitOptions(objective=objective))
+        best = min(costs.value(x.astype(float), problem.sent(x).astype(float)) for x in placements)
+        piece = policy.piece_at(float(rate))
+        assert piece.objective_at(float(rate)) == pytest.approx(best, rel=1e-9, abs=1e-15)
+    # the edges of the measured range are piece boundaries, and every piece says on which side it is
+    boundaries = [piece.high_bps for piece in policy.pieces[:-1]]
+    for edge in (low, high):
+        assert any(b == pytest.approx(edge, rel=1e-12) for b in boundaries)
+    for piece in policy.pieces:
+        mid = float(np.sqrt(piece.low_bps * piece.high_bps))
+        assert piece.in_measured_range == link.in_measured_range(mid)
+
+
+def test_capped_power_is_held_outside_the_measured_range():
+    link = _link(slope=1e-7, base=0.2, measured=(1e6, 2e7))
+    cap = 0.2 + 1e-7 * 2e7
+    assert link.figures(1e8).power_w == pytest.approx(cap)
+    assert link.figures(1e8).energy_per_byte_j == pytest.approx(8 * cap / 1e8)  # falls as 1/rate
+    assert link.figures(1e5).power_w == pytest.approx(0.2 + 1e-7 * 1e6)  # held at the low edge
+    assert not link.figures(1e8).in_measured_range and link.figures(5e6).in_measured_range
+
+
 def test_random_policies_have_several_pieces():
     # runs after the parametrised cases above (same module, file order): the oracle is not vacuous
     assert len(pieces_seen) == 40 and sum(n >= 3 for n in pieces_seen) >= 10, pieces_seen
+    assert len(capped_pieces_seen) == 30 and sum(n >= 5 for n in capped_pieces_seen) >= 5, capped_pieces_seen

@@ -154,7 +154,7 @@ def test_residual_cut_sends_both_tensors_and_charges_a_shared_tensor_once():
     # sending a (1 MB) once costs 1 J: less than 4 J of work or sending x (2 MB)
     assert [c.name for c in result.cut] == ["a"]
     assert result.cut[0].consumers == ("b", "c")
-    assert result.bytes_sent == 10**6
+    assert result.sent_bytes == 10**6
     assert result.objective_value == pytest.approx(1e-3 + 1.0)
     # make a's output costly and b, c's cheap: the cut crosses the residual block (two tensors)
     g.nodes["a"]["out_bytes"] = 10**7
