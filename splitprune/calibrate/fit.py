@@ -256,18 +256,21 @@ def _solve_latency(data: LayerData, g: int, with_floors: bool, overlap: bool) ->
     return np.where(used, solution.x * start, 0.0)
 
 
+def _work_terms(theta: np.ndarray, g: int) -> dict[str, Any]:
+    """The cost-table fields of the work columns (:data:`_SLOTS` order) in ``theta``."""
+    return {
+        "conv_per_mac": float(theta[0]),
+        "conv_kernel_granularity": g,
+        "linear_per_mac": float(theta[1]),
+        "gemm_per_mac": float(theta[2]) if theta[2] > 0 else None,
+        "memory_per_byte": float(theta[3]),
+        "static_per_layer": float(theta[4]),
+    }
+
+
 def _latency_model(theta: np.ndarray, g: int, floor_kinds: Sequence[str], overlap: bool) -> CostModel:
     floors = {k: float(v) for k, v in zip(floor_kinds, theta[5:], strict=True)}
-    return CostModel(
-        conv_per_mac=float(theta[0]),
-        conv_kernel_granularity=g,
-        linear_per_mac=float(theta[1]),
-        gemm_per_mac=float(theta[2]) if theta[2] > 0 else None,
-        memory_per_byte=float(theta[3]),
-        static_per_layer=float(theta[4]),
-        launch_floor=floors,
-        dispatch_overlaps=overlap,
-    )
+    return CostModel(**_work_terms(theta[:5], g), launch_floor=floors, dispatch_overlaps=overlap)
 
 
 def _complete(
@@ -382,15 +385,7 @@ def _energy_design(data: LayerData, g: int, with_static_power: bool) -> np.ndarr
 
 
 def _energy_model(theta: np.ndarray, g: int) -> CostModel:
-    return CostModel(
-        static_power_w=float(theta[0]),
-        conv_per_mac=float(theta[1]),
-        conv_kernel_granularity=g,
-        linear_per_mac=float(theta[2]),
-        gemm_per_mac=float(theta[3]) if theta[3] > 0 else None,
-        memory_per_byte=float(theta[4]),
-        static_per_layer=float(theta[5]),
-    )
+    return CostModel(static_power_w=float(theta[0]), **_work_terms(theta[1:], g))
 
 
 def fit_energy(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,9 +34,15 @@ class ValidationRow:
     predicted: float
     error: float
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for JSON."""
-        return {**asdict(self), "input_shape": list(self.input_shape)}
+    def to_dict(self, unit: str = "s") -> dict[str, Any]:
+        """Plain-data form for JSON, with ``unit`` (``s`` or ``j``) in the quantities' names."""
+        return {
+            "model": self.name,
+            "input_shape": list(self.input_shape),
+            f"measured_{unit}": self.measured,
+            f"predicted_{unit}": self.predicted,
+            "relative_error": self.error,
+        }
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ class ValidationResult:
             "mape": self.mape,
             "max_abs_error": self.max_abs_error,
             "fit_networks": list(self.fit_networks),
-            "rows": [r.to_dict() for r in self.rows],
+            "rows": [r.to_dict(self.unit.lower()) for r in self.rows],
         }
 
 

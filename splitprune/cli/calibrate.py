@@ -57,7 +57,7 @@ def calibrate(
         plot_calibration(data, result, plot)
         status.print(f"plot written to {plot}")
     if json_out:
-        emit_json({"schema": "splitprune.calibrate/1", "out": str(out), **result.to_dict()})
+        emit_json({"schema": "splitprune.calibrate/2", "output": str(out), **result.to_dict()})
         return
     from rich.table import Table
 

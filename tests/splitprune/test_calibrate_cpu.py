@@ -62,7 +62,8 @@ def test_cpu_latency_calibration_predicts_held_out_networks(
     result = json.loads(out)["results"][0]
     trained = set(result["fit_networks"])
     assert len(trained) == 2  # every third of the five networks by MACs trains the network term
-    assert result["metric"] == "latency" and {r["name"] for r in result["rows"]} == networks - trained
+    assert result["metric"] == "latency" and {r["model"] for r in result["rows"]} == networks - trained
     for row in result["rows"]:
-        assert row["predicted"] > 0 and row["error"] == pytest.approx(row["predicted"] / row["measured"] - 1)
+        assert row["predicted_s"] > 0
+        assert row["relative_error"] == pytest.approx(row["predicted_s"] / row["measured_s"] - 1)
     assert result["mape"] <= MAPE_BOUND, result

@@ -232,7 +232,8 @@ def test_validate_predicts_networks_with_the_graph(tmp_path: Path):
     assert resnet.error == pytest.approx(resnet.predicted / 0.05 - 1)
     assert result.mape == pytest.approx(np.mean([abs(r.error) for r in result.rows]))
     doc = result.to_dict()
-    assert set(doc["rows"][0]) >= {"name", "measured", "predicted", "error"} and "mape" in doc
+    assert set(doc["rows"][0]) == {"model", "input_shape", "measured_s", "predicted_s", "relative_error"}
+    assert "mape" in doc and doc["unit"] == "s"
 
 
 def test_cli_calibrate_validate_and_plots(tmp_path: Path):

@@ -46,7 +46,7 @@ def test_default_cli_calibration_fits_the_real_sweeps(tmp_path: Path):
         results = json.loads(stdout)["results"]
         assert [r["metric"] for r in results] == ["latency", "energy"]
         trained = set(doc["fit_networks"])
-        assert trained and not trained & {row["name"] for r in results for row in r["rows"]}
+        assert trained and not trained & {row["model"] for r in results for row in r["rows"]}
 
 
 @pytest.mark.parametrize("metric", ["latency", "energy"])
