@@ -54,6 +54,9 @@ def summarise(policy, nodes: int, link) -> str:
     return " → ".join(parts)
 
 
+EDGE_BOARDS = ("tx2", "xavier-nx")  # the shipped H100 profiles are servers' figures, not edge devices
+
+
 def build() -> tuple[dict, str]:
     """Solve every policy; return the JSON document and the markdown table."""
     import torch
@@ -64,7 +67,8 @@ def build() -> tuple[dict, str]:
     from splitprune.link import load_link, load_server
     from splitprune.split import InputWire, SplitOptions, SplitProblem, SplitSolver, bandwidth_policy
 
-    boards, links = shipped_names("boards"), shipped_names("links")
+    boards = [b for b in shipped_names("boards") if b in EDGE_BOARDS]
+    links = shipped_names("links")
     server = load_server("gpu-server")
     document: dict = {"range_bps": [LOW_BPS, HIGH_BPS], "input_wire": "uint8", "wire": "fp32",
                       "server": server.name, "rows": []}
