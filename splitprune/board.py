@@ -17,7 +17,8 @@ matmul, attention) use ``gemm_per_mac`` (the conv slope when unset). Every op al
     gpu = max(slope_kind * macs * ceil(K/g)*g/K, memory_per_byte * mem_bytes) + static_per_layer
 
 **Launch (schema 2).** In eager PyTorch the CPU dispatches every op; the GPU runs it meanwhile, so an
-op costs the slower of the two (``launch_floor[kind]``, the CPU time per op of that kind, plus
+op costs the slower of the two (``launch_floor[kind]``, the CPU time per op of that kind, or for a kind
+without one ``launch_floor["default"]`` per ATen op it dispatches, plus
 ``network_per_op``, the extra per op that a whole network adds to an isolated layer) and its GPU time.
 A smooth maximum (``SMOOTH_MAX_EXPONENT``) keeps the fit differentiable. On a CPU device nothing
 overlaps (``dispatch_overlaps = false``): dispatch and work add up. Ops that launch no kernel
@@ -144,9 +145,15 @@ class CostModel(StrictModel):
             return self.linear_per_mac * macs
         return 0.0
 
-    def floor(self, kind: str) -> float:
-        """Eager CPU dispatch time of one op of ``kind`` (``launch_floor``, else its ``default``)."""
-        return self.launch_floor.get(kind, self.launch_floor.get("default", 0.0))
+    def floor(self, kind: str, dispatches: int = 1) -> float:
+        """Eager CPU time of one op of ``kind``: its measured ``launch_floor``, else ``default`` per dispatch.
+
+        ``dispatches`` is how many ATen ops the op runs (the tracer counts them): a kind the sweep did
+        not measure, such as a windowed attention that runs 20 of them, pays the default for each.
+        """
+        if kind in self.launch_floor:
+            return self.launch_floor[kind]
+        return self.launch_floor.get("default", 0.0) * max(1, dispatches)
 
     def work_cost(self, kind: str, *, macs: int, mem_bytes: int, kernels: int = 0) -> float:
         """Cost of the op's work alone: roofline time (latency) or compute + memory energy."""
@@ -155,12 +162,16 @@ class CostModel(StrictModel):
         combined = compute + memory if self._time is not None else max(compute, memory)
         return combined + self.static_per_layer
 
-    def layer_cost(self, kind: str, *, macs: int, mem_bytes: int, kernels: int = 0) -> float:
-        """Cost of one op of ``kind`` with ``macs`` MACs, ``mem_bytes`` moved and ``kernels``."""
+    def layer_cost(
+        self, kind: str, *, macs: int, mem_bytes: int, kernels: int = 0, dispatches: int = 1
+    ) -> float:
+        """Cost of one op of ``kind`` (``macs``, ``mem_bytes`` moved, ``kernels``, ATen ``dispatches``)."""
         if kind in FREE_KINDS:
             return 0.0
         if self._time is not None:  # energy: static power over the op's time, plus its work
-            seconds = self._time.layer_cost(kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels)
+            seconds = self._time.layer_cost(
+                kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels, dispatches=dispatches
+            )
             work = 0.0 if kind in DISPATCH_ONLY_KINDS else self.work_cost(
                 kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels
             )
@@ -168,7 +179,7 @@ class CostModel(StrictModel):
         if kind in DISPATCH_ONLY_KINDS:
             return self.network_per_op
         gpu = self.work_cost(kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels)
-        cpu = self.floor(kind) + self.network_per_op if self.launch_floor else self.network_per_op
+        cpu = self.network_per_op + (self.floor(kind, dispatches) if self.launch_floor else 0.0)
         if not self.dispatch_overlaps:
             return cpu + gpu
         return smooth_max(cpu, gpu) if cpu > 0 else gpu

@@ -26,6 +26,7 @@ def annotate(graph: LayerGraph, profile: BoardProfile, *, allow_placeholders: bo
     for name in graph.order:
         attrs = nodes[name]
         sizes = {"macs": attrs["macs"], "mem_bytes": attrs["mem_bytes"], "kernels": attrs["kernels"]}
+        sizes["dispatches"] = attrs.get("dispatches", 1)
         attrs["energy_j"] = profile.energy_j.layer_cost(attrs["kind"], **sizes)
         attrs["latency_s"] = profile.latency_s.layer_cost(attrs["kind"], **sizes)
     graph.board = profile.name

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .errors import InputShapeError, SplitpruneError, TraceError
 from .ops import NO_WORK_KINDS, OpCall, OpRule, function_rule, method_rule, module_rule
@@ -82,6 +83,22 @@ def symbolic_trace(model: nn.Module, leaf_types: tuple[type[nn.Module], ...]) ->
     return fx.GraphModule(tracer.root, fx_graph, type(model).__name__)
 
 
+_NOT_DISPATCHES = frozenset({"_unsafe_view", "scalar_tensor", "detach", "alias", "lift_fresh", "empty_like"})
+
+
+class _DispatchCounter(TorchDispatchMode):
+    """Counts the ATen ops that launch work (not views or metadata) while graph nodes run on meta."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if not func.is_view and func.overloadpacket.__name__ not in _NOT_DISPATCHES:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
 class _MetaRunner:
     """Runs graph nodes on meta tensors, giving leaf modules meta copies of their parameters."""
 
@@ -145,6 +162,11 @@ def _dtype_name(value: Any) -> str:
 
 def build_dag(gm: fx.GraphModule, meta_inputs: list[torch.Tensor]) -> Dag:
     """Run ``gm`` on meta inputs and return its DAG of ops with sizes, MACs and kernels per node."""
+    with _DispatchCounter() as counter:
+        return _build_dag(gm, meta_inputs, counter)
+
+
+def _build_dag(gm: fx.GraphModule, meta_inputs: list[torch.Tensor], counter: _DispatchCounter) -> Dag:
     runner = _MetaRunner(gm)
     env: dict[str, Any] = {}
     dag = Dag()
@@ -172,22 +194,26 @@ def build_dag(gm: fx.GraphModule, meta_inputs: list[torch.Tensor]) -> Dag:
             env[node.name] = value
             dag.inputs.append(node.name)
             _add_node(dag, node, "input", value, params=(0, 0), macs=0, ops=0, in_bytes=0, kernels=0)
+            dag.nodes[node.name]["dispatches"] = 0
             continue
         if node.op == "output":
             dag.output = node.name
             value = load(node.args[0])
             env[node.name] = value
             _add_node(dag, node, "output", value, params=(0, 0), macs=0, ops=0, in_bytes=0, kernels=0)
+            dag.nodes[node.name]["dispatches"] = 0
             _add_edges(dag, node, attr_owner, attr_bytes)
             continue
 
         args, kwargs = load(node.args), load(node.kwargs)
         module = gm.get_submodule(node.target) if node.op == "call_module" else None
         rule = _rule_for(node, module)
+        counter.count = 0
         try:
             value = _run(node, rule, runner, module, args, kwargs)
         except Exception as exc:
             raise _shape_error(node, module, exc) from None
+        dispatches = counter.count
         env[node.name] = value
         call = OpCall(module=module, args=tuple(args), kwargs=dict(kwargs), output=value)
         kind = _kind(rule, value, args)
@@ -204,6 +230,7 @@ def build_dag(gm: fx.GraphModule, meta_inputs: list[torch.Tensor]) -> Dag:
             in_bytes=in_bytes,
             kernels=int(rule.kernels(call)) if kind == "conv" else 0,
         )
+        dag.nodes[node.name]["dispatches"] = 0 if kind in NO_WORK_KINDS else max(1, dispatches)
         _add_edges(dag, node, attr_owner, attr_bytes)
 
     for attrs in dag.nodes.values():

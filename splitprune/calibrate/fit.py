@@ -38,16 +38,14 @@ __all__ = [
 GRANULARITIES = (1, 2, 4, 8, 16, 32, 64)
 FLOOR_FALLBACK: dict[str, tuple[str, float]] = {
     "matmul": ("linear", 1.0),
-    "attention": ("linear", 4.0),
     "norm": ("bn", 1.0),
     "softmax": ("act", 1.0),
     "mul": ("add", 1.0),
     "cat": ("add", 1.0),
     "reduce": ("pool", 1.0),
-    "other": ("act", 1.0),
 }
-"""Kind -> (measured kind whose launch floor it borrows, multiple). An attention op launches about four
-kernels (input projection, attention, output projection, a layout copy): four linear launches."""
+"""Kind -> (measured kind whose launch floor it borrows, multiple), for single-dispatch kinds. Other
+unmeasured kinds (attention, ``other``) pay ``launch_floor["default"]`` per ATen op they dispatch."""
 _MEMORY_DEFAULT = ("bn", "act", "add", "pool")
 _SLOTS = ("conv", "linear", "gemm", "memory", "static")
 
@@ -291,7 +289,7 @@ def _fill_floors(floors: dict[str, float], measured: set[str]) -> dict[str, str]
     borrowed = {}
     memory = [floors[k] for k in _MEMORY_DEFAULT if k in floors] or list(floors.values())
     floors["default"] = float(np.median(memory))
-    borrowed["launch_floor.default"] = "median of the measured floors of " + (
+    borrowed["launch_floor.default"] = "per ATen op dispatched: median of the measured floors of " + (
         ", ".join(k for k in _MEMORY_DEFAULT if k in floors) or ", ".join(sorted(measured))
     )
     for kind, (source, factor) in FLOOR_FALLBACK.items():

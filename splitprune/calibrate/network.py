@@ -27,12 +27,12 @@ class NetworkOps:
     Attributes:
         name: Model spec.
         input_shape: Input shape traced.
-        ops: ``(kind, macs, mem_bytes, kernels)`` of every op that costs something.
+        ops: ``(kind, macs, mem_bytes, kernels, dispatches)`` of every op that costs something.
     """
 
     name: str
     input_shape: tuple[int, ...]
-    ops: tuple[tuple[str, int, int, int], ...]
+    ops: tuple[tuple[str, int, int, int, int], ...]
 
     @property
     def total_macs(self) -> int:
@@ -41,7 +41,9 @@ class NetworkOps:
 
     def cost(self, model: CostModel) -> float:
         """Total cost of the network under ``model``."""
-        return sum(model.layer_cost(k, macs=m, mem_bytes=b, kernels=n) for k, m, b, n in self.ops)
+        return sum(
+            model.layer_cost(k, macs=m, mem_bytes=b, kernels=n, dispatches=d) for k, m, b, n, d in self.ops
+        )
 
 
 @lru_cache(maxsize=64)
@@ -62,7 +64,7 @@ def network_ops(spec: str, input_shape: tuple[int, ...]) -> NetworkOps:
     except SplitpruneError as exc:
         raise DataError(f"cannot trace {spec} ({exc})") from None
     ops = tuple(
-        (a["kind"], int(a["macs"]), int(a["mem_bytes"]), int(a["kernels"]))
+        (a["kind"], int(a["macs"]), int(a["mem_bytes"]), int(a["kernels"]), int(a["dispatches"]))
         for a in (graph.nodes[n] for n in graph.order)
         if a["kind"] not in FREE_KINDS
     )

@@ -154,7 +154,11 @@ class SplitProblem:
             def server_cost(model: Any, v: str) -> float:
                 a = nodes[v]
                 return model.layer_cost(
-                    a["kind"], macs=a["macs"], mem_bytes=a["mem_bytes"], kernels=a["kernels"]
+                    a["kind"],
+                    macs=a["macs"],
+                    mem_bytes=a["mem_bytes"],
+                    kernels=a["kernels"],
+                    dispatches=a.get("dispatches", 1),
                 )
             server_latency = np.array([server_cost(server.latency_s, v) for v in names])
             server_energy = np.array([server_cost(server.energy_j, v) for v in names])

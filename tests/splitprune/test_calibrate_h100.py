@@ -72,7 +72,7 @@ def test_the_model_sees_launch_floors_and_static_power(fitted):
     # a big conv is compute bound at both batches: MACs set its time, not the floor
     big = latency.layer_cost("conv", macs=10**10, mem_bytes=10**7, kernels=256)
     assert big > 5 * floors["conv"]
-    assert any(w.startswith("launch_floor.attention borrowed") for w in result.warnings)
+    assert any(w.startswith("launch_floor.norm borrowed") for w in result.warnings)
 
 
 def test_bad_rows_of_the_real_sweep_are_dropped_not_fatal():

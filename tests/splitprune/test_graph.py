@@ -132,3 +132,16 @@ def test_missing_input_is_a_clear_error():
 
     with pytest.raises(InputShapeError, match="more inputs"):
         trace(TwoInputs(), torch.zeros(2))
+
+
+def test_dispatches_count_the_aten_ops_each_node_runs():
+    with torch.device("meta"):
+        vit = torchvision.models.vit_b_16(weights=None)
+    graph = trace(vit, torch.empty(1, 3, 224, 224, device="meta"))
+    by_kind: dict[str, set[int]] = {}
+    for name in graph.order:
+        by_kind.setdefault(graph.nodes[name]["kind"], set()).add(graph.nodes[name]["dispatches"])
+    assert by_kind["conv"] == {1} and by_kind["norm"] == {1} and by_kind["add"] == {1}
+    assert by_kind["reshape"] == {0} and by_kind["input"] == {0}
+    # nn.MultiheadAttention: two projections, scaling, two batched matmuls, softmax, layout copies
+    assert by_kind["attention"] == {9}
