@@ -259,9 +259,22 @@ def measure_point(
         while runs < 2 or time.perf_counter() < deadline:
             call()
             runs += 1
-        run, per_run = make_runner(
-            call, mode=method.mode, device=method.device, copies=info["copies"], network=point.op == "network"
-        )
+        try:
+            run, per_run = make_runner(
+                call,
+                mode=method.mode,
+                device=method.device,
+                copies=info["copies"],
+                network=point.op == "network",
+            )
+        except RuntimeError as exc:  # an op that cannot be captured (a host sync): flag the point, go on
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            row = {
+                "windows": method.windows,
+                "status": "flagged",
+                "note": f"CUDA graph capture failed ({reason})",
+            }
+            return {"point_id": point.point_id, "op": point.op, **info, "mode": method.mode, **row}
         for _ in range(2):
             run()
         for _ in range(method.retries + 1):

@@ -7,7 +7,8 @@ hardware:
 - :func:`counter_span`: energy from an energy counter between the first and the last counter tick that
   fall inside ``[t0, t1]``, so the energy covers exactly the time between two ticks.
 - :func:`update_period_s`: how often a sensor's value changes (counter tick or power refresh period).
-- :func:`plan_window`: how long a window runs so that the quantisation of the sensor stays under 1 %.
+- :func:`plan_window`: how long a window runs, from the sensor's update period (counter windows: edge
+  error under 1 %).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "MAX_WINDOW_S",
+    "MIN_REFRESHES",
     "QUANTISATION",
     "WindowPlan",
     "change_times",
@@ -28,8 +31,10 @@ __all__ = [
     "update_period_s",
 ]
 
-# Largest relative error one window's edges may add to its energy.
+# Largest relative error the edges of a counter window may add to its energy.
 QUANTISATION = 0.01
+# Refreshes of a sensor without counter that one window's span holds at least.
+MIN_REFRESHES = 20
 # A window never runs longer than this, whatever the sensor (the header then states the larger error).
 MAX_WINDOW_S = 10.0
 
@@ -119,7 +124,10 @@ class WindowPlan:
         target_s: Length of the span the energy is taken over, in seconds.
         lead_s: Calls run before the span opens, in seconds (one update period).
         tail_s: Calls run after ``target_s`` so that one more counter tick falls inside, in seconds.
-        quantisation: Upper bound of the relative error the window's edges add to its energy.
+        quantisation: Upper bound of the relative error the window's edges add to its energy: with a
+            counter, one sampling interval over the span (a tick's time is known to that); without, one
+            refresh period over the span, reached only if power changed at an edge, which the lead
+            prevents under steady load.
     """
 
     target_s: float
@@ -141,14 +149,18 @@ def plan_window(
     has_counter: bool,
     min_samples: int = 0,
 ) -> WindowPlan:
-    """Size windows so that the sensor's quantisation adds under :data:`QUANTISATION` to the energy.
+    """Size windows to the sensor.
 
-    With an energy counter the span's edges sit on counter ticks, each located to within one sampling
-    interval, so the error is about ``sample_interval_s / span``; the span also holds at least two ticks.
-    Without a counter the edges fall anywhere within a refresh period, so the span must be
-    ``update_period_s / QUANTISATION`` long, and hold ``min_samples`` samples. Spans never exceed
-    :data:`MAX_WINDOW_S` (or ``window_s`` when that is longer); :attr:`WindowPlan.quantisation` then says
-    the larger error.
+    With an energy counter the counter is stale by up to a tick, so reading it at arbitrary edges errs by
+    up to a tick's energy (about 12 % for 0.8 s windows and an H100's 90 ms tick). Instead the span's
+    edges sit on ticks, each dated to within one sampling interval, so the error is
+    ``sample_interval_s / span``: the span is made at least ``sample_interval_s / QUANTISATION`` long
+    and holds at least two ticks, and the window runs 1.5 ticks past the target so a last tick falls in.
+
+    Without a counter each reading is stale by up to one refresh period; the lead of one period puts
+    both edges in steady load, where staleness shifts nothing, and the span holds
+    :data:`MIN_REFRESHES` refreshes (and ``min_samples`` samples) so that their mean is not one noisy
+    reading. Spans never exceed :data:`MAX_WINDOW_S` (or ``window_s`` when that is longer).
 
     Args:
         window_s: The grid's minimum window (``method.window_s``).
@@ -164,7 +176,7 @@ def plan_window(
         tail_s = 1.5 * period_s
     else:
         edge_s = period_s
-        target_s = max(window_s, edge_s / QUANTISATION, 1.25 * min_samples * sample_interval_s)
+        target_s = max(window_s, MIN_REFRESHES * period_s, 1.25 * min_samples * sample_interval_s)
         tail_s = 0.0
     target_s = min(target_s, max(window_s, MAX_WINDOW_S))
     return WindowPlan(target_s=target_s, lead_s=period_s, tail_s=tail_s, quantisation=edge_s / target_s)

@@ -9,6 +9,7 @@ import pytest
 
 from measure.window import (
     MAX_WINDOW_S,
+    MIN_REFRESHES,
     QUANTISATION,
     counter_span,
     integrate_span,
@@ -108,13 +109,21 @@ def test_update_period_is_the_median_time_between_changes():
     assert update_period_s(times, [1.0] * len(times)) is None
 
 
-def test_plan_without_counter_lengthens_windows_to_the_refresh_period():
+def test_plan_without_counter_holds_20_refreshes_after_a_lead_of_one():
     plan = plan_window(
-        window_s=1.0, update_period_s=0.02, sample_interval_s=0.01, has_counter=False, min_samples=20
+        window_s=1.0, update_period_s=0.1, sample_interval_s=0.01, has_counter=False, min_samples=20
     )
-    assert plan.target_s == pytest.approx(0.02 / QUANTISATION)
-    assert plan.tail_s == 0 and plan.lead_s == pytest.approx(0.02)
-    capped = plan_window(window_s=1.0, update_period_s=0.5, sample_interval_s=0.01, has_counter=False)
-    assert capped.target_s == MAX_WINDOW_S and capped.quantisation == pytest.approx(0.05)
-    counter = plan_window(window_s=0.8, update_period_s=0.09, sample_interval_s=0.002, has_counter=True)
-    assert counter.target_s == 0.8 and counter.tail_s == pytest.approx(0.135)
+    assert plan.target_s == pytest.approx(MIN_REFRESHES * 0.1)
+    assert plan.tail_s == 0 and plan.lead_s == pytest.approx(0.1)
+    capped = plan_window(window_s=1.0, update_period_s=1.0, sample_interval_s=0.01, has_counter=False)
+    assert capped.target_s == MAX_WINDOW_S and capped.quantisation == pytest.approx(0.1)
+    fast = plan_window(window_s=1.0, update_period_s=0.002, sample_interval_s=0.01, has_counter=False)
+    assert fast.target_s == 1.0 and fast.lead_s == 0.01  # never finer than the sampler
+
+
+def test_plan_with_counter_puts_one_more_tick_in_reach():
+    counter = plan_window(window_s=0.6, update_period_s=0.09, sample_interval_s=0.002, has_counter=True)
+    assert counter.target_s == 0.6 and counter.tail_s == pytest.approx(0.135)
+    assert counter.quantisation == pytest.approx(0.002 / 0.6)
+    coarse = plan_window(window_s=0.1, update_period_s=0.09, sample_interval_s=0.005, has_counter=True)
+    assert coarse.target_s == pytest.approx(0.5)  # 5 ms edges need 0.5 s for 1 %
