@@ -18,6 +18,7 @@ opens and the last when it closes.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -143,6 +144,7 @@ class ThreadSampler:
 
 def _serve(conn: Connection, reader: Reader, interval_s: float) -> None:
     """The child process: open the sensor, then sample between ``begin`` and ``end`` commands."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes us
     try:
         reader.open()
     except BaseException as exc:
