@@ -132,7 +132,7 @@ class Ina3221Reader:
 
 
 class Ina3221Sensor(SampledSensor):
-    """Module power from the INA3221 monitors in sysfs, sampled in a background thread."""
+    """Module power from the INA3221 monitors in sysfs (read in the sampling process by default)."""
 
     name = "ina3221"
 
