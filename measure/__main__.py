@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _status(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -73,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"batch: {method.batch}; out: {args.out}\n"
             )
             summary = run_sweep(
-                grid, sensor=sensor, out_path=args.out, progress=not args.no_progress, method=method
+                grid,
+                sensor=sensor,
+                out_path=args.out,
+                progress=not args.no_progress,
+                method=method,
+                report=_status,
             )
     except MeasureError as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -43,6 +43,23 @@ class SensorFacts:
     idle_cold: IdleReading | None
     idle_after_load: IdleReading | None
 
+    def describe(self) -> str:
+        """One line for people: update period, window plan, cold and settled idle."""
+        plan = self.plan
+        text = f"windows: {plan.target_s:.2f} s span + {plan.lead_s:.3f} s lead + {plan.tail_s:.3f} s tail"
+        if self.probe is not None:
+            text = (
+                f"sensor updates every {self.probe.update_period_s * 1e3:.1f} ms ({self.probe.source}), "
+                f"{self.probe.sample_rate_hz:.0f} samples/s; " + text
+            )
+        if self.idle_cold is not None and self.idle_after_load is not None:
+            settled = "" if self.idle_after_load.settled else " (not settled: cap reached)"
+            text += (
+                f"; idle {self.idle_cold.power_w:.2f} W cold, {self.idle_after_load.power_w:.2f} W "
+                f"settled after load in {self.idle_after_load.settle_s:.1f} s{settled}"
+            )
+        return text
+
     def header(self) -> dict[str, Any]:
         """Run-header keys (see the README's measuring section for their meaning)."""
         info: dict[str, Any] = {

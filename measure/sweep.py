@@ -313,6 +313,7 @@ def run_sweep(
     out_path: Path,
     progress: bool = True,
     method: Method | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> SweepSummary:
     """Measure every point of ``grid`` missing from ``out_path``, appending one row per point.
 
@@ -322,6 +323,8 @@ def run_sweep(
         out_path: The CSV; created, or resumed if it exists.
         progress: Show a progress bar with ETA on stderr.
         method: Override of ``grid.method`` (e.g. another device or mode).
+        report: Called with one line for people once the sensor has been probed (update period,
+            window plan, cold and settled idle).
 
     Raises:
         SweepError: ``out_path`` holds a sweep from other conditions, or the method cannot run here.
@@ -351,6 +354,8 @@ def run_sweep(
         probe_s=method.probe_s,
     )
     env.update(facts.header())
+    if report is not None:
+        report(facts.describe())
     log = SweepLog(out_path, env)
     todo = [p for p in grid.points if p.point_id not in log.done]
     random.Random(method.seed).shuffle(todo)

@@ -236,9 +236,12 @@ def test_time_only_rows_have_the_new_columns(tmp_path: Path):
 def test_energy_run_header_records_the_sensor_facts(tmp_path: Path):
     out = tmp_path / "run.csv"
     grid = load_grid(TINY_ONE)
+    lines: list[str] = []
     with ConstantSensor() as sensor:
-        run_sweep(grid, sensor=sensor, out_path=out, progress=False)
+        run_sweep(grid, sensor=sensor, out_path=out, progress=False, report=lines.append)
     header = read_rows(out)[0][0]
+    assert len(lines) == 1 and "sensor updates every 2.0 ms (power)" in lines[0]
+    assert "idle 6.00 W cold, 6.00 W settled" in lines[0]
     assert header["sensor_update_source"] == "power" and header["sensor_has_energy_counter"] == "false"
     assert header["sensor_update_period_s"] == pytest.approx(0.002)  # never changes: the interval
     assert header["sensor_sample_rate_hz"] > 0
