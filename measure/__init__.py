@@ -4,30 +4,69 @@ Runs on the board with only the standard library, numpy, torch and tqdm (torchvi
 it never imports ``splitprune``. Data flows one way: ``measure`` writes a CSV, ``splitprune calibrate``
 reads it.
 
-- :mod:`measure.sensors`: the :class:`PowerSensor` interface, :class:`Measurement`, the sampling thread,
+- :mod:`measure.sensors`: the :class:`PowerSensor` interface, :class:`Measurement`, sampled sensors,
   :class:`NullSensor` (time only), :func:`detect_sensor` / :func:`make_sensor`.
+- :mod:`measure.sampler`: power sampling in a child process (or a thread), immune to a busy main thread.
 - :mod:`measure.ina3221`: Jetson INA3221 monitors read from sysfs (hwmon and iio layouts).
 - :mod:`measure.jtop_sensor`: the jetson-stats client. :mod:`measure.nvml`: NVIDIA GPUs through NVML.
-- :mod:`measure.layers`: the registry of sweepable layer kinds (module builders, MAC/byte counts).
+- :mod:`measure.window`: window maths (span integrals, counter ticks, update period, window plan).
+- :mod:`measure.idle`: idle power read once it has settled.
+- :mod:`measure.layers` and :mod:`measure.layers_transformer`: the registry of sweepable layer kinds.
+- :mod:`measure.modes`: eager and CUDA-graph execution.
 - :mod:`measure.grid`: sweep grids (``configs/sweeps/*.toml``).
 - :mod:`measure.record`: the append-only, resumable sweep CSV and its run header.
+- :mod:`measure.sensor_facts`: what a sweep measures about its sensor before the first point.
 - :mod:`measure.sweep`: the measurement method and :func:`run_sweep`.
+
+Attributes are imported on first use, so that the sampling process (which imports
+:mod:`measure.sampler`) does not import torch.
 """
 
 from __future__ import annotations
 
-from .errors import GridError as GridError
-from .errors import MeasureError as MeasureError
-from .errors import SensorError as SensorError
-from .errors import SweepError as SweepError
-from .grid import Grid as Grid
-from .grid import load_grid as load_grid
-from .ina3221 import Ina3221Sensor as Ina3221Sensor
-from .jtop_sensor import JtopSensor as JtopSensor
-from .nvml import NvmlSensor as NvmlSensor
-from .sensors import Measurement as Measurement
-from .sensors import NullSensor as NullSensor
-from .sensors import PowerSensor as PowerSensor
-from .sensors import detect_sensor as detect_sensor
-from .sensors import make_sensor as make_sensor
-from .sweep import run_sweep as run_sweep
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .errors import GridError as GridError
+    from .errors import MeasureError as MeasureError
+    from .errors import SensorError as SensorError
+    from .errors import SweepError as SweepError
+    from .grid import Grid as Grid
+    from .grid import load_grid as load_grid
+    from .ina3221 import Ina3221Sensor as Ina3221Sensor
+    from .jtop_sensor import JtopSensor as JtopSensor
+    from .nvml import NvmlSensor as NvmlSensor
+    from .sensors import Measurement as Measurement
+    from .sensors import NullSensor as NullSensor
+    from .sensors import PowerSensor as PowerSensor
+    from .sensors import detect_sensor as detect_sensor
+    from .sensors import make_sensor as make_sensor
+    from .sweep import run_sweep as run_sweep
+
+_EXPORTS = {
+    "GridError": "errors",
+    "MeasureError": "errors",
+    "SensorError": "errors",
+    "SweepError": "errors",
+    "Grid": "grid",
+    "load_grid": "grid",
+    "Ina3221Sensor": "ina3221",
+    "JtopSensor": "jtop_sensor",
+    "NvmlSensor": "nvml",
+    "Measurement": "sensors",
+    "NullSensor": "sensors",
+    "PowerSensor": "sensors",
+    "detect_sensor": "sensors",
+    "make_sensor": "sensors",
+    "run_sweep": "sweep",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'measure' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Grid", "Method", "Point", "load_grid"]
+__all__ = ["MODES", "Grid", "Method", "Point", "load_grid"]
 
 SCHEMA_VERSION = 1
+MODES = ("eager", "graph")
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,15 @@ class Method:
         window_s: Minimum length of one measurement window in seconds.
         min_samples: Minimum power samples per window (sampling sensors only).
         windows: Independent windows per point (at least 2 for a std and an interval).
-        idle_s: Seconds of idle power measured before every point (sampling sensors only).
+        idle_s: Seconds of settled idle power measured before every point (power sensors only): two
+            blocks of ``idle_s / 2`` that agree within ``idle_tolerance``.
+        idle_tolerance: Largest relative difference between two consecutive idle blocks that counts as
+            settled.
+        idle_settle_max_s: Cap in seconds on the wait for idle power to settle.
+        probe_s: Seconds spent at sweep start measuring the sensor's update period, and of the load run
+            before the settled-idle reading of the run header.
+        mode: ``eager`` (one Python call per inference) or ``graph`` (the calls captured once as a CUDA
+            graph and replayed: GPU work without launch overhead; CUDA only).
         retries: Extra attempts at a point whose reading is bad before it is flagged.
         seed: Seed of the random inputs and weights.
         rotate_bytes: Bytes of distinct weight and input copies that layer calls cycle through (at
@@ -62,6 +71,10 @@ class Method:
     retries: int = 2
     seed: int = 0
     rotate_bytes: int = 0
+    idle_tolerance: float = 0.02
+    idle_settle_max_s: float = 5.0
+    probe_s: float = 1.0
+    mode: str = "eager"
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,17 @@ class Grid:
     method: Method
     points: tuple[Point, ...]
 
+    def with_batch(self, batch: int) -> Grid:
+        """This grid at another batch size: layers and network rows alike (their ``input_shape[0]``)."""
+        points = tuple(
+            Point(p.op, {**p.params, "input_shape": (batch, *p.params["input_shape"][1:])})
+            if p.op == "network"
+            else p
+            for p in self.points
+        )
+        unique = {p.point_id: p for p in points}
+        return replace(self, method=replace(self.method, batch=batch), points=tuple(unique.values()))
+
 
 def _fail(path: Path, where: str, message: str) -> GridError:
     return GridError(f"{path}: {where}: {message}")
@@ -146,8 +170,12 @@ def _parse_method(path: Path, table: Any) -> Method:
         raise _fail(path, "method.device", f"bad value {method.device!r}; use cpu or cuda")
     if method.dtype not in ("fp32", "fp16"):
         raise _fail(path, "method.dtype", f"bad value {method.dtype!r}; use fp32 or fp16")
+    if method.mode not in MODES:
+        raise _fail(path, "method.mode", f"bad value {method.mode!r}; use eager or graph")
     if method.windows < 2 or method.batch < 1 or method.window_s <= 0:
         raise _fail(path, "method", "need windows >= 2, batch >= 1 and window_s > 0")
+    if not 0 < method.idle_tolerance < 1:
+        raise _fail(path, "method.idle_tolerance", f"bad value {method.idle_tolerance!r}; give 0 < x < 1")
     return method
 
 

@@ -14,14 +14,14 @@ Rails are chosen by label, never by index: the module total is ``VDD_IN`` (Xavie
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SensorError
+from .sampler import Reading
 from .sensors import Clock, SampledSensor
 
-__all__ = ["TOTAL_RAIL_LABELS", "Ina3221Sensor", "Rail", "discover_rails"]
+__all__ = ["TOTAL_RAIL_LABELS", "Ina3221Reader", "Ina3221Sensor", "Rail", "discover_rails"]
 
 TOTAL_RAIL_LABELS = ("VDD_IN", "POM_5V_IN")
 
@@ -110,8 +110,29 @@ def discover_rails(sysfs_root: Path) -> dict[str, Rail]:
     return found
 
 
+@dataclass(frozen=True)
+class Ina3221Reader:
+    """Picklable reader of the chosen rails for the sampling process (plain file reads).
+
+    Attributes:
+        rails: The rails to read, main rail first.
+    """
+
+    rails: tuple[Rail, ...]
+
+    def open(self) -> None:
+        """Nothing to open: the files are read each time."""
+
+    def read(self) -> Reading:
+        """Every rail's power now (label -> W); no energy counter."""
+        return {rail.label: rail.read_power_w() for rail in self.rails}, None
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 class Ina3221Sensor(SampledSensor):
-    """Module power from the INA3221 monitors in sysfs, sampled in a background thread."""
+    """Module power from the INA3221 monitors in sysfs (read in the sampling process by default)."""
 
     name = "ina3221"
 
@@ -121,7 +142,8 @@ class Ina3221Sensor(SampledSensor):
         *,
         interval_s: float = 0.01,
         main_rail: str | None = None,
-        clock: Clock = time.perf_counter,
+        clock: Clock | None = None,
+        sampler: str = "auto",
     ) -> None:
         """Discover the rails and check they can be read.
 
@@ -130,12 +152,13 @@ class Ina3221Sensor(SampledSensor):
             interval_s: Time between samples in seconds (the monitors update about every 1-10 ms).
             main_rail: Label of the rail whose energy is reported; default the module total
                 (``VDD_IN`` or ``POM_5V_IN``).
-            clock: Monotonic clock in seconds (injectable for tests).
+            clock: Monotonic clock in seconds (injectable for tests; implies the thread sampler).
+            sampler: ``process``, ``thread`` or ``auto`` (see :class:`~measure.sensors.SampledSensor`).
 
         Raises:
             SensorError: No INA3221 rail is found, or the main rail is missing or unreadable.
         """
-        super().__init__(interval_s=interval_s, clock=clock)
+        super().__init__(interval_s=interval_s, clock=clock, sampler=sampler)
         sysfs_root = Path(sysfs_root)
         found = discover_rails(sysfs_root)
         if not found:
@@ -164,6 +187,10 @@ class Ina3221Sensor(SampledSensor):
     def read_power_w(self) -> dict[str, float]:
         """Read every chosen rail now (label -> W)."""
         return {label: rail.read_power_w() for label, rail in self._rails.items()}
+
+    def reader(self) -> Ina3221Reader:
+        """The rails as a picklable reader for the sampling process."""
+        return Ina3221Reader(tuple(self._rails.values()))
 
 
 def _is_cpu_or_gpu(label: str) -> bool:

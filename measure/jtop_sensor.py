@@ -7,13 +7,14 @@ own timestamped samples; jtop's ``avg`` field (a running ``(new + old) / 2``) is
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SensorError
+from .sampler import Reading
 from .sensors import Clock, SampledSensor
 
-__all__ = ["JtopSensor"]
+__all__ = ["JtopReader", "JtopSensor"]
 
 
 def _start_client(interval_s: float) -> Any:
@@ -35,8 +36,53 @@ def _start_client(interval_s: float) -> Any:
     return client
 
 
+def _read_rails(power: dict[str, Any], main_rail: str, extra: tuple[str, ...]) -> dict[str, float]:
+    reading = {main_rail: float(power["tot"]["power"]) / 1e3}
+    for label in extra:
+        reading[label] = float(power["rail"][label]["power"]) / 1e3
+    return reading
+
+
+@dataclass
+class JtopReader:
+    """Picklable reader for the sampling process: it starts its own jtop client there.
+
+    Attributes:
+        interval_s: jtop update interval requested, in seconds.
+        main_rail: Label of the module total.
+        extra: Labels of the CPU and GPU rails read too.
+    """
+
+    interval_s: float
+    main_rail: str
+    extra: tuple[str, ...]
+    _client: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "interval_s": self.interval_s,
+            "main_rail": self.main_rail,
+            "extra": self.extra,
+            "_client": None,
+        }
+
+    def open(self) -> None:
+        """Start a jtop client in this process."""
+        self._client = _start_client(self.interval_s)
+
+    def read(self) -> Reading:
+        """Every rail's instantaneous power (label -> W) from the client's latest update; no counter."""
+        return _read_rails(self._client.power, self.main_rail, self.extra), None
+
+    def close(self) -> None:
+        """Close the client."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
 class JtopSensor(SampledSensor):
-    """Module power through a jetson-stats client, sampled in a background thread."""
+    """Module power through a jetson-stats client (read in the sampling process by default)."""
 
     name = "jtop"
 
@@ -45,7 +91,8 @@ class JtopSensor(SampledSensor):
         *,
         client: Any | None = None,
         interval_s: float = 0.05,
-        clock: Clock = time.perf_counter,
+        clock: Clock | None = None,
+        sampler: str = "auto",
     ) -> None:
         """Connect to the jtop service (or use ``client``).
 
@@ -53,12 +100,14 @@ class JtopSensor(SampledSensor):
             client: An already started object shaped like ``jtop.jtop`` (its ``power`` property);
                 by default a new client is started with ``interval_s``.
             interval_s: Time between samples in seconds (also the jtop update interval requested).
-            clock: Monotonic clock in seconds (injectable for tests).
+            clock: Monotonic clock in seconds (injectable for tests; implies the thread sampler).
+            sampler: ``process``, ``thread`` or ``auto``: by default a client passed in is read in a
+                thread (it cannot leave this process), else the sampling process starts its own client.
 
         Raises:
             SensorError: jetson-stats is missing, its service is not running, or it reports no power.
         """
-        super().__init__(interval_s=interval_s, clock=clock)
+        super().__init__(interval_s=interval_s, clock=clock, sampler=sampler)
         self._owns_client = client is None
         self._client = _start_client(interval_s) if client is None else client
         power = self._client.power
@@ -79,11 +128,13 @@ class JtopSensor(SampledSensor):
 
     def read_power_w(self) -> dict[str, float]:
         """Read the instantaneous power of every rail (label -> W) from the client's latest update."""
-        power = self._client.power
-        reading = {self.main_rail: float(power["tot"]["power"]) / 1e3}
-        for label in self._extra:
-            reading[label] = float(power["rail"][label]["power"]) / 1e3
-        return reading
+        return _read_rails(self._client.power, self.main_rail, tuple(self._extra))
+
+    def reader(self) -> JtopReader | None:
+        """A reader that starts its own client in the sampling process (None for a client passed in)."""
+        if not self._owns_client:
+            return None
+        return JtopReader(self.interval_s, self.main_rail, tuple(self._extra))
 
     def close(self) -> None:
         """Stop sampling and close the client if this sensor started it."""

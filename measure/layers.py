@@ -3,8 +3,10 @@
 Each entry builds the module and its inputs for one grid point and counts, with plain formulas, what the
 fit needs: the layer ``kind`` as ``splitprune``'s graph names it, ``macs``, ``mem_bytes`` (every tensor
 read and written, weights included) and ``kernels`` (conv output channels per group, else 0). Adding a
-layer kind to the sweep is one entry here. Whole networks (table ``network``) are measured for validation
-only.
+layer kind to the sweep is one entry here. CNN layers are here; the transformer layers (linear on tokens,
+matmul, attention, layer norm, softmax, GELU, layer scale, patch embedding) are in
+:mod:`measure.layers_transformer` and merged into :data:`LAYERS`. Whole networks (table ``network``) are
+measured for validation only.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["LAYERS", "LayerCounts", "LayerSpec", "build_network", "conv_output_size"]
+__all__ = ["CNN_LAYERS", "LAYERS", "LayerCounts", "LayerSpec", "build_network", "conv_output_size"]
 
 Params = dict[str, Any]
 
@@ -150,7 +152,7 @@ def _avgpool_count(p: Params, batch: int, nbytes: int) -> LayerCounts:
     return LayerCounts("pool", 0, mem, 0, _image(p, batch, "channels"))
 
 
-LAYERS: dict[str, LayerSpec] = {
+CNN_LAYERS: dict[str, LayerSpec] = {
     "conv": LayerSpec(
         ("in_channels", "kernels", "kernel_size", "spatial"),
         {"stride": 1, "groups": 1, "bias": False},
@@ -178,6 +180,12 @@ LAYERS: dict[str, LayerSpec] = {
         _avgpool_count,
     ),
 }
+
+
+# The transformer entries use LayerSpec and LayerCounts above, so they are imported after them.
+from .layers_transformer import TRANSFORMER_LAYERS  # noqa: E402
+
+LAYERS: dict[str, LayerSpec] = {**CNN_LAYERS, **TRANSFORMER_LAYERS}
 
 
 def build_network(spec: str, input_shape: tuple[int, ...]) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:

@@ -12,7 +12,14 @@ Layout (readable with the ``csv`` module once ``#`` lines are skipped)::
 Every finished point is one row written with a single ``write`` then flushed and fsynced, so a kill loses
 at most the point in flight; a torn last line left by a kill is cut off on resume. Rows never change once
 written. ``status`` is ``ok`` or ``flagged`` (bad readings after every retry; ``note`` says why) and
-flagged rows are not data. Energies are per inference in joules and empty for time-only sensors.
+flagged rows are not data. Energies are per inference in joules and empty for time-only sensors;
+``net_energy_j_*`` is relative to the settled idle power read before the point (``idle_power_w``).
+
+Columns added after the first H100 sweeps, at the end so that older readers keep working: ``mode``
+(``eager`` or ``graph``), ``window_s`` (mean length in seconds of the span the energy was taken over, or
+of the window for time-only sensors), ``sample_rate_hz`` (lowest achieved sample rate over the windows),
+``idle_settle_s`` (seconds waited for idle power to settle, reading included) and ``idle_settled``
+(``true``, or ``false`` when the cap was hit).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from typing import Any
 
 from .errors import SweepError
 
-__all__ = ["COLUMNS", "MAGIC", "SweepLog", "collect_environment", "read_rows"]
+__all__ = ["COLUMNS", "MAGIC", "SweepLog", "check_resumable", "collect_environment", "read_rows"]
 
 MAGIC = "# splitprune-measure sweep v1"
 
@@ -63,12 +70,18 @@ COLUMNS = (
     "net_energy_j_median",
     "idle_power_w",
     "mean_power_w",
+    # added with execution modes, tick-aligned windows and settled idle (new columns go at the end)
+    "mode",
+    "window_s",
+    "sample_rate_hz",
+    "idle_settle_s",
+    "idle_settled",
 )
 
 HEADER = ",".join(COLUMNS)
 
 # Header keys that must match when a sweep is resumed into an existing CSV.
-RESUME_KEYS = ("board", "device", "device_name", "dtype", "batch", "threads", "sensor", "torch")
+RESUME_KEYS = ("board", "device", "device_name", "dtype", "batch", "threads", "sensor", "torch", "mode")
 
 
 def _read_text(path: Path) -> str:
@@ -132,6 +145,8 @@ def collect_environment(*, device: str, dtype: str, batch: int, sensor: dict[str
 def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Parse a sweep CSV into (run headers, rows); comment lines are skipped.
 
+    CSVs from older versions of ``measure`` (a prefix of :data:`COLUMNS`) are read with their columns.
+
     Raises:
         SweepError: The file is not a sweep CSV or a line is malformed.
     """
@@ -152,14 +167,49 @@ def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
             data_lines.append(line)
     if not data_lines:
         return runs, []
-    if data_lines[0] != HEADER:
+    columns = next(csv.reader([data_lines[0]]))
+    if tuple(columns) != COLUMNS[: len(columns)]:
         raise SweepError(f"{path}: columns differ from this version of measure; use a new --out")
     rows = []
-    for values in csv.reader(line for line in data_lines if line != HEADER):
-        if len(values) != len(COLUMNS):
-            raise SweepError(f"{path}: a row has {len(values)} fields, not {len(COLUMNS)}")
-        rows.append(dict(zip(COLUMNS, values, strict=True)))
+    for values in csv.reader(line for line in data_lines if line != data_lines[0]):
+        if len(values) != len(columns):
+            raise SweepError(f"{path}: a row has {len(values)} fields, not {len(columns)}")
+        rows.append(dict(zip(columns, values, strict=True)))
     return runs, rows
+
+
+def _cut_torn_line(path: Path) -> None:
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    keep = data.rfind(b"\n") + 1
+    with path.open("r+b") as handle:
+        handle.truncate(keep)
+
+
+def check_resumable(path: Path, env: dict[str, Any]) -> list[dict[str, str]]:
+    """Check that ``path`` is absent, empty, or a sweep from the same conditions; return its rows.
+
+    A torn last line left by a kill is cut off first.
+
+    Raises:
+        SweepError: The file is not a sweep CSV, has other columns, or was measured on another board,
+            device, sensor, software version or execution mode.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    _cut_torn_line(path)
+    runs, rows = read_rows(path)
+    data = [line for line in path.read_text().splitlines()[1:] if not line.startswith("#")]
+    if data and data[0] != HEADER:
+        raise SweepError(f"{path} was written by an older measure with fewer columns; use a new --out")
+    for key in RESUME_KEYS:
+        if runs and str(runs[0].get(key)) != str(env.get(key)):
+            raise SweepError(
+                f"{path} was measured with {key}={runs[0].get(key)!r}, this run has "
+                f"{env.get(key)!r}; resume under the same conditions or use a new --out"
+            )
+    return rows
 
 
 class SweepLog:
@@ -173,20 +223,11 @@ class SweepLog:
         """
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        runs: list[dict[str, Any]] = []
-        rows: list[dict[str, str]] = []
-        if self.path.exists() and self.path.stat().st_size > 0:
-            self._cut_torn_line()
-            runs, rows = read_rows(self.path)
-            for key in RESUME_KEYS:
-                if runs and str(runs[0].get(key)) != str(env.get(key)):
-                    raise SweepError(
-                        f"{self.path} was measured with {key}={runs[0].get(key)!r}, this run has "
-                        f"{env.get(key)!r}; resume under the same conditions or use a new --out"
-                    )
+        rows = check_resumable(self.path, env)
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        runs = [] if fresh else read_rows(self.path)[0]
         self.done = {row["point_id"] for row in rows}
         self.run_id = f"r{len(runs) + 1}"
-        fresh = not self.path.exists() or self.path.stat().st_size == 0
         has_header = not fresh and HEADER in self.path.read_text().splitlines()
         self._handle = self.path.open("a", encoding="utf-8", newline="")
         header = MAGIC + "\n" if fresh else ""
@@ -194,14 +235,6 @@ class SweepLog:
         if not has_header:
             header += HEADER + "\n"
         self._write(header)
-
-    def _cut_torn_line(self) -> None:
-        data = self.path.read_bytes()
-        if data.endswith(b"\n"):
-            return
-        keep = data.rfind(b"\n") + 1
-        with self.path.open("r+b") as handle:
-            handle.truncate(keep)
 
     def _write(self, text: str) -> None:
         self._handle.write(text)

@@ -1,19 +1,20 @@
-"""The power-sensor interface, the sampling thread shared by real sensors, and sensor selection.
+"""The power-sensor interface, sampled sensors, and sensor selection.
 
-Every sensor measures windows: ``begin_window()`` ... work ... ``end_window()`` returns a
-:class:`Measurement`. Sensors that read power (INA3221 sysfs, jtop, NVML) sample it in a background
-thread, timestamp every sample themselves and integrate the samples with the trapezoid rule; a sample is
-also taken synchronously when the window opens and when it closes, so the integral covers exactly the
-window. :class:`NullSensor` measures time only.
+Every sensor measures windows: ``begin_window()`` ... work ... ``end_window(span)`` returns a
+:class:`Measurement`. Sensors that read power (INA3221 sysfs, jtop, NVML) sample it with a sampler from
+:mod:`measure.sampler`, by default in a child process so that a busy main thread cannot starve it; every
+reading is timestamped. Energy over the ``span`` (default the whole window) comes from the sensor's energy
+counter where it has one (between the first and last counter tick in the span, see
+:func:`measure.window.counter_span`), else from the trapezoid integral of the sampled power.
+:class:`NullSensor` measures time only.
 
-Concrete sensors live in :mod:`measure.ina3221`, :mod:`measure.jtop` and :mod:`measure.nvml`;
+Concrete sensors live in :mod:`measure.ina3221`, :mod:`measure.jtop_sensor` and :mod:`measure.nvml`;
 :func:`detect_sensor` and :func:`make_sensor` choose one.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -23,19 +24,23 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import SensorError
+from .sampler import ProcessSampler, Reader, Reading, Samples, ThreadSampler
+from .window import counter_span, integrate_span, update_period_s
 
 __all__ = [
+    "SAMPLERS",
     "SENSOR_NAMES",
     "Measurement",
     "NullSensor",
     "PowerSensor",
+    "Probe",
     "SampledSensor",
     "detect_sensor",
-    "integrate_trapezoid",
     "make_sensor",
 ]
 
 SENSOR_NAMES = ("auto", "none", "ina3221", "jtop", "nvml")
+SAMPLERS = ("auto", "process", "thread")
 
 Clock = Callable[[], float]
 
@@ -46,11 +51,14 @@ class Measurement:
 
     Attributes:
         energy_j: Energy of the sensor's main rail (module total on a Jetson, the GPU for NVML) over the
-            window in joules; ``None`` for sensors that measure time only.
-        duration_s: Window length in seconds (from the sensor's own clock).
+            span in joules; ``None`` for sensors that measure time only.
+        duration_s: Length of the span the energy covers, in seconds (from the sensor's own clock; with a
+            counter, the time between the first and last tick in the span).
         mean_power_w: ``energy_j / duration_s`` in watts; ``None`` without energy.
-        samples: Number of power samples in the window, both edges included (0 for time-only sensors).
+        samples: Power readings inside the span, edges included (0 for time-only sensors).
         rail_energy_j: Energy in joules of every rail the sensor read (label -> J), main rail included.
+        sample_rate_hz: Readings per second the sampler achieved inside the span (nan without readings).
+        ticks: Energy-counter ticks inside the span (0 without a counter).
     """
 
     energy_j: float | None
@@ -58,18 +66,30 @@ class Measurement:
     mean_power_w: float | None
     samples: int
     rail_energy_j: dict[str, float] = field(default_factory=dict)
+    sample_rate_hz: float = math.nan
+    ticks: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON."""
         return asdict(self)
 
 
-def integrate_trapezoid(times_s: list[float], values: list[float]) -> float:
-    """Integrate ``values`` over ``times_s`` with the trapezoid rule (0 for fewer than two samples)."""
-    total = 0.0
-    for i in range(1, len(times_s)):
-        total += 0.5 * (values[i] + values[i - 1]) * (times_s[i] - times_s[i - 1])
-    return total
+@dataclass(frozen=True)
+class Probe:
+    """How often a sensor's value changes, measured by :meth:`SampledSensor.probe`.
+
+    Attributes:
+        update_period_s: Median time between changes (counter ticks, else power refreshes), in seconds;
+            the sampling interval when the value changed fewer than three times (then ``changes`` < 3).
+        source: ``energy counter`` or ``power``: which value was watched.
+        changes: Changes seen during the probe.
+        sample_rate_hz: Readings per second the sampler achieved.
+    """
+
+    update_period_s: float
+    source: str
+    changes: int
+    sample_rate_hz: float
 
 
 class PowerSensor(ABC):
@@ -78,11 +98,13 @@ class PowerSensor(ABC):
     Attributes:
         name: Short name as ``--sensor`` spells it.
         measures_energy: False for time-only sensors.
+        has_counter: True when energy comes from a hardware energy counter.
         interval_s: Sampling interval in seconds (0 for time-only sensors).
     """
 
     name: ClassVar[str] = "abstract"
     measures_energy: ClassVar[bool] = True
+    has_counter: bool = False
     interval_s: float = 0.0
 
     @abstractmethod
@@ -90,8 +112,21 @@ class PowerSensor(ABC):
         """Open a measurement window now."""
 
     @abstractmethod
-    def end_window(self) -> Measurement:
-        """Close the window opened by :meth:`begin_window` and return what it measured."""
+    def end_window(self, span: tuple[float, float] | None = None) -> Measurement:
+        """Close the window opened by :meth:`begin_window` and return what it measured.
+
+        Args:
+            span: ``(t0, t1)`` in :meth:`now` seconds: take the energy over this part of the window only
+                (default the whole window).
+        """
+
+    def now(self) -> float:
+        """The sensor's clock in seconds (the time base of ``span``)."""
+        return time.perf_counter()
+
+    def probe(self, duration_s: float) -> Probe | None:
+        """Measure how often the sensor's value changes (None for time-only sensors)."""
+        return None
 
     def describe(self) -> dict[str, str]:
         """Facts about the sensor for the run header (name, rails, interval)."""
@@ -122,12 +157,16 @@ class NullSensor(PowerSensor):
         self._clock = clock
         self._start_s: float | None = None
 
+    def now(self) -> float:
+        """The sensor's clock in seconds."""
+        return self._clock()
+
     def begin_window(self) -> None:
         """Open a window now."""
         self._start_s = self._clock()
 
-    def end_window(self) -> Measurement:
-        """Close the window and return its duration."""
+    def end_window(self, span: tuple[float, float] | None = None) -> Measurement:
+        """Close the window and return its duration (``span`` is ignored: there is no energy)."""
         if self._start_s is None:
             raise SensorError("end_window() without begin_window(); open a window first")
         duration_s = self._clock() - self._start_s
@@ -136,103 +175,155 @@ class NullSensor(PowerSensor):
 
 
 class SampledSensor(PowerSensor):
-    """Base of sensors that read instantaneous power: a background thread samples and integrates.
+    """Base of sensors that read power (and maybe an energy counter) with a sampler.
 
-    Subclasses implement :meth:`read_power_w` and set :attr:`main_rail`.
+    Subclasses implement :meth:`read_power_w` and set :attr:`main_rail`; sensors with an energy counter
+    set :attr:`has_counter` and implement :meth:`read_counter_j`; sensors that can be read from another
+    process return a picklable :class:`~measure.sampler.Reader` from :meth:`reader`.
     """
 
     main_rail: str = ""
 
-    def __init__(self, *, interval_s: float, clock: Clock = time.perf_counter) -> None:
+    def __init__(self, *, interval_s: float, clock: Clock | None = None, sampler: str = "auto") -> None:
         """Set up sampling.
 
         Args:
-            interval_s: Time between background samples in seconds.
-            clock: Monotonic clock in seconds used to timestamp samples (injectable for tests).
+            interval_s: Time between readings in seconds.
+            clock: Monotonic clock in seconds that timestamps readings (injectable for tests; an injected
+                clock cannot cross processes, so it implies the thread sampler).
+            sampler: ``process`` (a child process, immune to a busy main thread), ``thread``, or ``auto``:
+                process when the sensor has a reader and no clock is injected, else thread.
         """
         if not interval_s > 0:
             raise SensorError(f"sensor interval must be positive, got {interval_s} s")
+        if sampler not in SAMPLERS:
+            raise SensorError(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
         self.interval_s = interval_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._times_s: list[float] = []
-        self._powers_w: list[dict[str, float]] = []
-        self._error: BaseException | None = None
+        self._clock = clock or time.perf_counter
+        self._own_clock = clock is None
+        self._sampler_choice = sampler
+        self._sampler: ProcessSampler | ThreadSampler | None = None
 
     @abstractmethod
     def read_power_w(self) -> dict[str, float]:
         """Read the instantaneous power of every rail now (label -> W); must include the main rail."""
 
+    def read_counter_j(self) -> float | None:
+        """Read the energy counter in joules (None for sensors without one)."""
+        return None
+
+    def reader(self) -> Reader | None:
+        """A picklable reader for the process sampler, or None when the sensor must be read here."""
+        return None
+
     def rails(self) -> list[str]:
         """Labels of the rails this sensor reads, main rail first."""
         return [self.main_rail]
+
+    @property
+    def sampler_kind(self) -> str:
+        """``process`` or ``thread``: where readings are taken."""
+        if self._sampler_choice != "auto":
+            return self._sampler_choice
+        return "process" if self._own_clock and self.reader() is not None else "thread"
 
     def describe(self) -> dict[str, str]:
         """Facts about the sensor for the run header."""
         info = super().describe()
         info["sensor_rails"] = ",".join(self.rails())
         info["sensor_main_rail"] = self.main_rail
+        info["sensor_sampler"] = self.sampler_kind
+        info["sensor_has_energy_counter"] = str(self.has_counter).lower()
         return info
 
-    def _sample(self) -> None:
-        with self._lock:
-            t_s = self._clock()
-            reading = self.read_power_w()
-            self._times_s.append(t_s)
-            self._powers_w.append(reading)
+    def now(self) -> float:
+        """The clock that timestamps readings, in seconds."""
+        return self._clock()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self._sample()
-            except BaseException as exc:  # reported by end_window
-                self._error = exc
-                return
+    def _read(self) -> Reading:
+        return self.read_power_w(), self.read_counter_j() if self.has_counter else None
+
+    def _backend(self) -> ProcessSampler | ThreadSampler:
+        if self._sampler is None:
+            reader = self.reader() if self.sampler_kind == "process" else None
+            if self.sampler_kind == "process":
+                if reader is None:
+                    raise SensorError(
+                        f"{self.name} cannot be read from another process; use sampler='thread'"
+                    )
+                self._sampler = ProcessSampler(reader, interval_s=self.interval_s, name=self.name)
+            else:
+                self._sampler = ThreadSampler(
+                    self._read, interval_s=self.interval_s, clock=self._clock, name=self.name
+                )
+        return self._sampler
 
     def begin_window(self) -> None:
-        """Take the first sample and start the sampling thread."""
-        if self._thread is not None:
-            raise SensorError("begin_window() while a window is open; call end_window() first")
-        self._times_s, self._powers_w, self._error = [], [], None
-        self._stop.clear()
-        self._sample()
-        self._thread = threading.Thread(target=self._run, name=f"{self.name}-sampler", daemon=True)
-        self._thread.start()
+        """Take the first reading and start sampling."""
+        self._backend().start()
 
-    def end_window(self) -> Measurement:
-        """Stop sampling, take the last sample and integrate every rail over the window."""
-        if self._thread is None:
-            raise SensorError("end_window() without begin_window(); open a window first")
-        self._stop.set()
-        self._thread.join()
-        self._thread = None
-        if self._error is not None:
-            raise SensorError(f"{self.name}: reading power failed ({self._error})") from None
-        self._sample()
-        times_s = self._times_s
-        rail_energy_j = {
-            rail: integrate_trapezoid(times_s, [p.get(rail, math.nan) for p in self._powers_w])
-            for rail in self._powers_w[0]
-        }
-        duration_s = times_s[-1] - times_s[0]
-        energy_j = rail_energy_j.get(self.main_rail, math.nan)
+    def end_window(self, span: tuple[float, float] | None = None) -> Measurement:
+        """Stop sampling, take the last reading and return the energy over ``span``."""
+        return self.measure(self._backend().stop(), span)
+
+    def measure(self, samples: Samples, span: tuple[float, float] | None = None) -> Measurement:
+        """Energy of the main rail (and every rail) over ``span`` from one window's readings."""
+        times_s = samples.times_s
+        t0_s, t1_s = span if span is not None else (times_s[0], times_s[-1])
+        t0_s, t1_s = max(t0_s, times_s[0]), min(t1_s, times_s[-1])
+        inside = [t for t in times_s if t0_s <= t <= t1_s]
+        spread_s = inside[-1] - inside[0] if inside else 0.0
+        rate_hz = (len(inside) - 1) / spread_s if spread_s > 0 else math.nan
+        if self.has_counter:
+            counters = [math.nan if c is None else c for c in samples.counters_j]
+            energy_j, duration_s, ticks = counter_span(times_s, counters, t0_s, t1_s)
+            rail_energy_j = {self.main_rail: energy_j}
+        else:
+            ticks, duration_s = 0, max(t1_s - t0_s, 0.0)
+            rail_energy_j = {
+                rail: integrate_span(times_s, [p.get(rail, math.nan) for p in samples.powers_w], t0_s, t1_s)
+                for rail in samples.powers_w[0]
+            }
+            energy_j = rail_energy_j.get(self.main_rail, math.nan) if duration_s > 0 else math.nan
         mean_power_w = energy_j / duration_s if duration_s > 0 else math.nan
         return Measurement(
             energy_j=energy_j,
             duration_s=duration_s,
             mean_power_w=mean_power_w,
-            samples=len(times_s),
+            samples=len(inside),
             rail_energy_j=rail_energy_j,
+            sample_rate_hz=rate_hz,
+            ticks=ticks,
+        )
+
+    def probe(self, duration_s: float) -> Probe:
+        """Sample for ``duration_s`` and measure how often the counter ticks (or the power refreshes)."""
+        self.begin_window()
+        time.sleep(duration_s)
+        samples = self._backend().stop()
+        times_s = samples.times_s
+        if self.has_counter:
+            values = [math.nan if c is None else c for c in samples.counters_j]
+            source = "energy counter"
+        else:
+            values = [p.get(self.main_rail, math.nan) for p in samples.powers_w]
+            source = "power"
+        changes = sum(values[i] != values[i - 1] for i in range(1, len(values)))
+        period_s = update_period_s(times_s, values)
+        span_s = times_s[-1] - times_s[0]
+        rate_hz = (len(times_s) - 1) / span_s if span_s > 0 else math.nan
+        return Probe(
+            update_period_s=self.interval_s if period_s is None else period_s,
+            source=source,
+            changes=changes,
+            sample_rate_hz=rate_hz,
         )
 
     def close(self) -> None:
-        """Stop a window left open."""
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
+        """Stop sampling (and the sampling process)."""
+        if self._sampler is not None:
+            self._sampler.close()
+            self._sampler = None
 
 
 def make_sensor(name: str, *, sysfs_root: Path = Path("/sys"), gpu_index: int = 0) -> PowerSensor:

@@ -1,17 +1,24 @@
 """Run a sweep: measure every grid point not yet in the CSV, one durable row per point.
 
+At sweep start (:mod:`measure.sensor_facts`) the sensor's update period is measured and the windows are
+planned from it so that quantisation stays under 1 % (:func:`measure.window.plan_window`); cold idle
+and settled idle after a load go into the run header.
+
 Method per point (a "block"): build the layer and random inputs on the device; warm up for
-``method.warmup_s``; time one call to choose ``reps``, the calls per window, so that a window lasts at
-least ``method.window_s`` and, for sampling sensors, holds ``method.min_samples`` samples; measure idle
-power for ``method.idle_s``; then ``method.windows`` independent windows, each synchronised before and
-after. Per-inference energy is the window's mean power (gross, or net of idle power) times the time
-the calls took, divided by ``reps``. With ``method.rotate_bytes`` the calls cycle through distinct
-copies of the layer's weights and inputs (that many bytes in all), so caches are as cold as inside a
-network, where every weight is read once per inference. Latency and gross/net energy get a mean, a
-standard deviation, a 95 % Student-t interval and a median over the windows (the median resists a
-window disturbed by another process). Points run in a seeded random order, so slow drifts
-(temperature, other load) do not line up with layer size. A bad reading (non-finite value, too few
-samples, non-positive net energy) is retried ``method.retries`` times and then written as ``flagged``.
+``method.warmup_s``; in ``graph`` mode capture the calls as a CUDA graph (:mod:`measure.modes`); wait
+until idle power is stable and read it (:func:`measure.idle.settle_idle`, capped); then
+``method.windows`` independent windows. A window synchronises, runs calls back to back for
+``plan.run_s`` seconds and synchronises again: latency is the elapsed time over the inferences run.
+Power is taken over the window's span from ``plan.lead_s`` after the first call to the last call (with
+an energy counter, between the first and last tick inside it), so the device is under steady load
+throughout. Per-inference energy is that power (gross, or net of the settled idle power) times the
+latency. With ``method.rotate_bytes`` the calls cycle through distinct copies of the layer's weights and
+inputs (that many bytes in all), so caches are as cold as inside a network, where every weight is read
+once per inference. Latency and gross/net energy get a mean, a standard deviation, a 95 % Student-t
+interval and a median over the windows. Points run in a seeded random order, so slow drifts
+(temperature, other load) do not line up with layer size. A bad reading (non-finite value, fewer than two
+counter ticks, a starved sampler on a sensor without counter, non-positive net energy) is retried
+``method.retries`` times and then written as ``flagged``.
 """
 
 from __future__ import annotations
@@ -30,11 +37,15 @@ import torch
 
 from .errors import SweepError
 from .grid import Grid, Method, Point
+from .idle import IdleReading, settle_idle
 from .layers import LAYERS, build_network
-from .record import SweepLog, collect_environment
+from .modes import make_runner
+from .record import SweepLog, check_resumable, collect_environment
+from .sensor_facts import block_power, idle_block_s, measure_sensor_facts, time_only_plan
 from .sensors import PowerSensor
+from .window import WindowPlan, plan_window
 
-__all__ = ["SweepSummary", "measure_point", "run_sweep", "summarize"]
+__all__ = ["MIN_RATE_FRACTION", "SweepSummary", "check_method", "measure_point", "run_sweep", "summarize"]
 
 # Two-sided 95 % Student-t quantiles for 1..30 degrees of freedom; 1.96 beyond.
 _T95 = (
@@ -45,6 +56,8 @@ _T95 = (
 
 _MAX_COPIES = 256
 _DTYPES = {"fp32": (torch.float32, 4), "fp16": (torch.float16, 2)}
+# A sensor without energy counter is flagged when its sampler reached less than this share of its rate.
+MIN_RATE_FRACTION = 0.8
 
 
 @dataclass(frozen=True)
@@ -135,85 +148,162 @@ def _prepare(point: Point, method: Method) -> tuple[Callable[[], Any], dict[str,
     return call, info
 
 
-def _window(call: Callable[[], Any], reps: int, sensor: PowerSensor, device: str) -> tuple[float, Any]:
+def _window(
+    run: Callable[[], Any], sensor: PowerSensor, device: str, plan: WindowPlan
+) -> tuple[float, int, Any]:
+    """One window: ``(elapsed seconds, runs, measurement over the span)``."""
     _synchronize(device)
     sensor.begin_window()
+    span_start_s = sensor.now() + plan.lead_s
     start_s = time.perf_counter()
-    for _ in range(reps):
-        call()
+    deadline_s = start_s + plan.run_s
+    runs = 0
+    while True:
+        run()
+        runs += 1
+        if time.perf_counter() >= deadline_s:
+            break
+    span_end_s = sensor.now()
     _synchronize(device)
     elapsed_s = time.perf_counter() - start_s
-    return elapsed_s, sensor.end_window()
+    return elapsed_s, runs, sensor.end_window(span=(span_start_s, span_end_s))
 
 
-def _idle_power_w(sensor: PowerSensor, idle_s: float, device: str) -> float:
-    _synchronize(device)
-    sensor.begin_window()
-    time.sleep(idle_s)
-    measurement = sensor.end_window()
-    if measurement.energy_j is None or measurement.duration_s <= 0:
-        return math.nan
-    return measurement.energy_j / measurement.duration_s
+def _settled_idle(sensor: PowerSensor, method: Method, plan: WindowPlan) -> IdleReading:
+    _synchronize(method.device)
+    return settle_idle(
+        block_power(sensor, plan.tail_s),
+        block_s=idle_block_s(method.idle_s, plan.lead_s),
+        tolerance=method.idle_tolerance,
+        max_s=method.idle_settle_max_s,
+    )
 
 
-def _attempt(call: Callable[[], Any], reps: int, sensor: PowerSensor, method: Method) -> dict[str, Any]:
-    idle_w = _idle_power_w(sensor, method.idle_s, method.device) if sensor.measures_energy else None
-    latencies, gross, net, powers, samples = [], [], [], [], []
+def _problem(row: dict[str, Any], sensor: PowerSensor, method: Method, ticks: list[int]) -> str:
+    if not all(math.isfinite(v) and v > 0 for v in (row["latency_s_mean"], row["latency_s_median"])):
+        return "non-finite or zero latency"
+    if not sensor.measures_energy:
+        return ""
+    if sensor.has_counter and min(ticks) < 2:
+        return f"only {min(ticks)} energy-counter ticks in a window (< 2); lengthen method.window_s"
+    if not all(math.isfinite(row[f"{p}_mean"]) for p in ("energy_j", "net_energy_j")):
+        return "non-finite energy (NaN reading)"
+    if not sensor.has_counter:
+        wanted_hz = 1.0 / sensor.interval_s
+        rate_hz = row["sample_rate_hz"]
+        if row["samples_min"] < method.min_samples:
+            return f"only {row['samples_min']} samples in a window (< {method.min_samples})"
+        if not rate_hz >= MIN_RATE_FRACTION * wanted_hz:
+            return f"sampler starved: {rate_hz:.0f} of {wanted_hz:.0f} samples/s"
+    if row["net_energy_j_mean"] <= 0:
+        return "net energy <= 0 (power not above settled idle)"
+    return ""
+
+
+def _attempt(
+    run: Callable[[], Any], per_run: int, sensor: PowerSensor, method: Method, plan: WindowPlan
+) -> dict[str, Any]:
+    idle = _settled_idle(sensor, method, plan) if sensor.measures_energy else None
+    latencies, gross, net, powers, samples, spans, rates, ticks, inferences = ([] for _ in range(9))
     for _ in range(method.windows):
-        elapsed_s, m = _window(call, reps, sensor, method.device)
-        latencies.append(elapsed_s / reps)
+        elapsed_s, runs, m = _window(run, sensor, method.device, plan)
+        latency_s = elapsed_s / (runs * per_run)
+        latencies.append(latency_s)
+        inferences.append(runs * per_run)
         samples.append(m.samples)
+        ticks.append(m.ticks)
         if sensor.measures_energy:
-            # mean window power x the time the work took: the sensor's window also spans the
-            # thread start/stop around the work, which must not be charged to the layer
             power_w = math.nan if m.mean_power_w is None else m.mean_power_w
-            idle = math.nan if idle_w is None else idle_w
-            gross.append(power_w * elapsed_s / reps)
-            net.append((power_w - idle) * elapsed_s / reps)
+            idle_w = math.nan if idle is None else idle.power_w
+            gross.append(power_w * latency_s)
+            net.append((power_w - idle_w) * latency_s)
             powers.append(power_w)
-    row: dict[str, Any] = {"reps": reps, "windows": method.windows, "samples_min": min(samples)}
+            spans.append(m.duration_s)
+            rates.append(m.sample_rate_hz)
+        else:
+            spans.append(elapsed_s)
+    row: dict[str, Any] = {"reps": min(inferences), "windows": method.windows, "samples_min": min(samples)}
     row.update(_stats("latency_s", latencies))
-    problem = ""
-    if not all(math.isfinite(v) and v > 0 for v in latencies):
-        problem = "non-finite or zero latency"
-    if sensor.measures_energy:
+    row["window_s"] = math.fsum(spans) / len(spans)
+    if sensor.measures_energy and idle is not None:
         row.update(_stats("energy_j", gross))
         row.update(_stats("net_energy_j", net))
-        row["idle_power_w"] = idle_w
+        row["idle_power_w"] = idle.power_w
         row["mean_power_w"] = math.fsum(powers) / len(powers)
-        if not all(math.isfinite(v) for v in gross + net):
-            problem = "non-finite energy (NaN reading)"
-        elif min(samples) < method.min_samples:
-            problem = f"only {min(samples)} samples in a window (< {method.min_samples})"
-        elif row["net_energy_j_mean"] <= 0:
-            problem = "net energy <= 0 (idle power drifted)"
+        row["sample_rate_hz"] = min(rates, key=lambda r: r if math.isfinite(r) else -1.0)
+        row["idle_settle_s"] = idle.settle_s
+        row["idle_settled"] = str(idle.settled).lower()
+    problem = _problem(row, sensor, method, ticks)
     row["status"], row["note"] = ("flagged", problem) if problem else ("ok", "")
     return row
 
 
-def measure_point(point: Point, method: Method, sensor: PowerSensor) -> dict[str, Any]:
-    """Measure one point (see the module docstring) and return its CSV row without ``run_id``."""
+def measure_point(
+    point: Point, method: Method, sensor: PowerSensor, plan: WindowPlan | None = None
+) -> dict[str, Any]:
+    """Measure one point (see the module docstring) and return its CSV row without ``run_id``.
+
+    Args:
+        point: What to measure.
+        method: How.
+        sensor: Power sensor.
+        plan: Window lengths (default: ``method.window_s`` with the sensor's interval as update period;
+            :func:`run_sweep` plans them from the measured update period).
+    """
+    if plan is None:
+        plan = _default_plan(sensor, method)
     call, info = _prepare(point, method)
-    window_s = method.window_s
-    if sensor.measures_energy:
-        window_s = max(window_s, 1.25 * method.min_samples * sensor.interval_s)
     with torch.inference_mode():
         deadline = time.perf_counter() + method.warmup_s
         runs = 0
         while runs < 2 or time.perf_counter() < deadline:
             call()
             runs += 1
-        _synchronize(method.device)
-        start_s = time.perf_counter()
-        call()
-        _synchronize(method.device)
-        one_s = max(time.perf_counter() - start_s, 1e-7)
-        reps = max(1, math.ceil(window_s / one_s))
+        try:
+            run, per_run = make_runner(
+                call,
+                mode=method.mode,
+                device=method.device,
+                copies=info["copies"],
+                network=point.op == "network",
+            )
+        except RuntimeError as exc:  # an op that cannot be captured (a host sync): flag the point, go on
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            row = {
+                "windows": method.windows,
+                "status": "flagged",
+                "note": f"CUDA graph capture failed ({reason})",
+            }
+            return {"point_id": point.point_id, "op": point.op, **info, "mode": method.mode, **row}
+        for _ in range(2):
+            run()
         for _ in range(method.retries + 1):
-            row = _attempt(call, reps, sensor, method)
+            row = _attempt(run, per_run, sensor, method, plan)
             if row["status"] == "ok":
                 break
-    return {"point_id": point.point_id, "op": point.op, **info, **row}
+    return {"point_id": point.point_id, "op": point.op, **info, "mode": method.mode, **row}
+
+
+def _default_plan(sensor: PowerSensor, method: Method) -> WindowPlan:
+    if not sensor.measures_energy:
+        return time_only_plan(method.window_s)
+    return plan_window(
+        window_s=method.window_s,
+        update_period_s=sensor.interval_s,
+        sample_interval_s=sensor.interval_s,
+        has_counter=sensor.has_counter,
+        min_samples=method.min_samples,
+    )
+
+
+def check_method(method: Method) -> None:
+    """Refuse a method this machine cannot run (no GPU, fp16 or graph mode on the CPU)."""
+    if method.device == "cuda" and not torch.cuda.is_available():
+        raise SweepError("method.device is cuda but torch sees no GPU; use --device cpu")
+    if method.device == "cpu" and method.dtype == "fp16":
+        raise SweepError("fp16 is measured on cuda only; use dtype fp32 on the cpu")
+    if method.mode == "graph" and method.device != "cuda":
+        raise SweepError(f"mode graph needs CUDA graphs, not available on {method.device}; use --mode eager")
 
 
 def run_sweep(
@@ -223,6 +313,7 @@ def run_sweep(
     out_path: Path,
     progress: bool = True,
     method: Method | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> SweepSummary:
     """Measure every point of ``grid`` missing from ``out_path``, appending one row per point.
 
@@ -231,26 +322,41 @@ def run_sweep(
         sensor: Power sensor (``NullSensor`` for latency only).
         out_path: The CSV; created, or resumed if it exists.
         progress: Show a progress bar with ETA on stderr.
-        method: Override of ``grid.method`` (e.g. another device).
+        method: Override of ``grid.method`` (e.g. another device or mode).
+        report: Called with one line for people once the sensor has been probed (update period,
+            window plan, cold and settled idle).
 
     Raises:
-        SweepError: ``out_path`` holds a sweep from other conditions.
+        SweepError: ``out_path`` holds a sweep from other conditions, or the method cannot run here.
     """
     from tqdm import tqdm
 
     method = method or grid.method
-    if method.device == "cuda" and not torch.cuda.is_available():
-        raise SweepError("method.device is cuda but torch sees no GPU; use --device cpu")
-    if method.device == "cpu" and method.dtype == "fp16":
-        raise SweepError("fp16 is measured on cuda only; use dtype fp32 on the cpu")
+    check_method(method)
     if method.threads:
         torch.set_num_threads(method.threads)
     env = collect_environment(
         device=method.device, dtype=method.dtype, batch=method.batch, sensor=sensor.describe()
     )
-    env.update({"grid": str(grid.path), "grid_sha256": grid.sha256, "method": asdict(method)})
-    log = SweepLog(out_path, env)
+    env.update(
+        {"grid": str(grid.path), "grid_sha256": grid.sha256, "method": asdict(method), "mode": method.mode}
+    )
+    check_resumable(Path(out_path), env)
     started_s = time.perf_counter()
+    facts = measure_sensor_facts(
+        sensor,
+        device=method.device,
+        window_s=method.window_s,
+        min_samples=method.min_samples,
+        idle_s=method.idle_s,
+        idle_tolerance=method.idle_tolerance,
+        idle_settle_max_s=method.idle_settle_max_s,
+        probe_s=method.probe_s,
+    )
+    env.update(facts.header())
+    if report is not None:
+        report(facts.describe())
+    log = SweepLog(out_path, env)
     todo = [p for p in grid.points if p.point_id not in log.done]
     random.Random(method.seed).shuffle(todo)
     flagged = 0
@@ -258,7 +364,7 @@ def run_sweep(
         with tqdm(total=len(todo), unit="point", disable=not progress, dynamic_ncols=True) as bar:
             for point in todo:
                 bar.set_postfix_str(point.point_id[:60])
-                row = measure_point(point, method, sensor)
+                row = measure_point(point, method, sensor, facts.plan)
                 log.append({"run_id": log.run_id, **row})
                 flagged += row["status"] == "flagged"
                 bar.update()

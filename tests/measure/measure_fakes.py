@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,3 +78,41 @@ def make_iio_tree(root: Path, rails: dict[str, PowerFn]) -> list[Callable[[float
     for write in writers:
         write(0.0)
     return writers
+
+
+class ConstantReader:
+    """Picklable reader for the sampling process: ``power_w`` on rail VDD_IN (NaN when ``bad``)."""
+
+    def __init__(self, power_w: float) -> None:
+        self.power_w = power_w
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> tuple[dict[str, float], None]:
+        return {"VDD_IN": self.power_w}, None
+
+    def close(self) -> None:
+        pass
+
+
+class CounterReader:
+    """Picklable reader: ``power_w`` constant, an energy counter that ticks every ``tick_s``.
+
+    The counter is the exact energy up to the last tick of ``time.perf_counter`` (one clock for every
+    process), so a window's energy between ticks is ``power_w`` times the time between them.
+    """
+
+    def __init__(self, power_w: float, tick_s: float) -> None:
+        self.power_w = power_w
+        self.tick_s = tick_s
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> tuple[dict[str, float], float]:
+        now_s = time.perf_counter()
+        return {"VDD_IN": self.power_w}, self.power_w * (now_s // self.tick_s) * self.tick_s
+
+    def close(self) -> None:
+        pass

@@ -96,22 +96,30 @@ def nvml(mocker):
     return mocker
 
 
-def test_nvml_uses_the_energy_counter_on_volta_and_newer(nvml):
+def test_nvml_takes_energy_between_counter_ticks(nvml):
+    """The counter ticks every 20 ms; energy and time are taken between the first and last tick seen."""
+    state = {"t": 0.0}
+    clock = ScriptedClock([lambda t: state.update(t=t)])
     nvml.patch("pynvml.nvmlDeviceGetPowerUsage", autospec=True, return_value=50_000)
-    counter = nvml.patch(
-        "pynvml.nvmlDeviceGetTotalEnergyConsumption", autospec=True, side_effect=[7, 1_000, 4_500]
+    # 80 W while the window runs, counted in mJ at each 20 ms tick (NVML's counter only moves at ticks)
+    nvml.patch(
+        "pynvml.nvmlDeviceGetTotalEnergyConsumption",
+        autospec=True,
+        side_effect=lambda handle: int(80.0 * 1e3 * (state["t"] // 0.02) * 0.02),
     )
-    sensor = NvmlSensor(index=0, interval_s=0.002)
-    assert sensor.uses_energy_counter
+    sensor = NvmlSensor(index=0, interval_s=0.002, clock=clock)
+    assert sensor.uses_energy_counter and sensor.sampler_kind == "thread"  # an injected clock stays here
+    first = len(clock.calls)
     sensor.begin_window()
-    time.sleep(0.03)
+    _wait_for_samples(clock, first + 200)
     m = sensor.end_window()
     sensor.close()
-    assert m.energy_j == pytest.approx(3.5)  # (4500 - 1000) mJ
-    assert m.mean_power_w == pytest.approx(3.5 / m.duration_s)
-    assert counter.call_count == 3
+    assert m.ticks >= 5
+    assert m.mean_power_w == pytest.approx(80.0, rel=1e-3)  # not the 50 W of the power readings
+    assert m.duration_s == pytest.approx(0.02 * (m.ticks - 1), abs=2e-3)
     assert pynvml.nvmlShutdown.call_count == 1
     assert sensor.describe()["sensor_energy_source"] == "total-energy counter"
+    assert sensor.describe()["sensor_has_energy_counter"] == "true"
 
 
 def test_nvml_samples_power_without_a_counter(nvml):
