@@ -7,6 +7,7 @@ for each op's kind, MACs and kernels. :func:`splitprune.graph.trace` wraps both 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,8 @@ def symbolic_trace(model: nn.Module, leaf_types: tuple[type[nn.Module], ...]) ->
     return fx.GraphModule(tracer.root, fx_graph, type(model).__name__)
 
 
+COMPOSITE_KINDS = frozenset({"attention", "other"})
+"""Kinds whose ops may run many ATen ops (counted while tracing); every other op counts as one."""
 _NOT_DISPATCHES = frozenset({"_unsafe_view", "scalar_tensor", "detach", "alias", "lift_fresh", "empty_like"})
 
 
@@ -162,11 +165,6 @@ def _dtype_name(value: Any) -> str:
 
 def build_dag(gm: fx.GraphModule, meta_inputs: list[torch.Tensor]) -> Dag:
     """Run ``gm`` on meta inputs and return its DAG of ops with sizes, MACs and kernels per node."""
-    with _DispatchCounter() as counter:
-        return _build_dag(gm, meta_inputs, counter)
-
-
-def _build_dag(gm: fx.GraphModule, meta_inputs: list[torch.Tensor], counter: _DispatchCounter) -> Dag:
     runner = _MetaRunner(gm)
     env: dict[str, Any] = {}
     dag = Dag()
@@ -208,12 +206,13 @@ def _build_dag(gm: fx.GraphModule, meta_inputs: list[torch.Tensor], counter: _Di
         args, kwargs = load(node.args), load(node.kwargs)
         module = gm.get_submodule(node.target) if node.op == "call_module" else None
         rule = _rule_for(node, module)
-        counter.count = 0
+        counter = _DispatchCounter() if rule.kind in COMPOSITE_KINDS else contextlib.nullcontext()
         try:
-            value = _run(node, rule, runner, module, args, kwargs)
+            with counter:
+                value = _run(node, rule, runner, module, args, kwargs)
         except Exception as exc:
             raise _shape_error(node, module, exc) from None
-        dispatches = counter.count
+        dispatches = counter.count if isinstance(counter, _DispatchCounter) else 1
         env[node.name] = value
         call = OpCall(module=module, args=tuple(args), kwargs=dict(kwargs), output=value)
         kind = _kind(rule, value, args)
