@@ -359,11 +359,14 @@ def _choose(
     local = sorted((p for p in here if p.kind == "prune-only"),
                    key=lambda p: _key(p, opts.objective, base_accuracy))
     key = lambda p: _key(p, opts.objective, base_accuracy)  # noqa: E731
+    choose = key
+    if not opts.limits():  # no budget: the best objective within max_prune
+        choose = lambda p: _key(p, opts.objective, base_accuracy)[::-1]  # noqa: E731
     feasible = [p for p in joint if p.feasible]
     if not feasible:
         raise _infeasible(joint, opts, fig)
-    best = min(feasible, key=key)
-    prune_only = min((p for p in local if p.feasible), key=key, default=None)
+    best = min(feasible, key=choose)
+    prune_only = min((p for p in local if p.feasible), key=choose, default=None)
     split_only = next((p for p in joint if p.state == 0 and p.feasible), None)
     pareto: list[PlanPoint] = []
     for p in sorted(joint, key=key):
