@@ -218,7 +218,7 @@ def plan(
             raise SplitpruneError(f"--ignore {module_name!r} is not a module of the model")
     baseline = Baseline.build(model, inputs, graph0, board, ignored=ignored,
                               min_channels=opts.min_channels, max_ratio=opts.max_ratio)
-    base_accuracy = _accuracy(model, finetune=None, evaluate_fn=evaluate_fn)
+    base_accuracy = _accuracy(model, finetune=finetune, evaluate_fn=evaluate_fn)
     candidates = _candidates(splitter.solver, problem0, link, rates, opts)
     mid = link.figures(math.sqrt(rates[0] * rates[-1]))
     per_byte = mid.energy_per_byte_j if opts.metric == "energy" else mid.latency_per_byte_s

@@ -42,8 +42,7 @@ def plot_plan(sweep: PlanSweep, path: Path) -> Path:
             ax.axhline(budget * scale, color="tab:gray", linestyle=":", label="budget")
         ax.set_xlabel("saliency removed (fraction of the model's)")
         ax.set_ylabel(f"{label} ({unit})")
-        rate = result.link.rate_bps / 1e6
-        ax.set_title(f"{sweep.model} on {sweep.board}, {sweep.link_name} at {rate:.3g} Mbit/s",
-                     fontsize="small")
+        ax.set_title(f"{result.link.rate_bps / 1e6:.4g} Mbit/s", fontsize="small")
         ax.legend(fontsize="x-small")
+    figure.suptitle(f"{sweep.model} on {sweep.board} over {sweep.link_name}", fontsize="small")
     return save_figure(figure, path)

@@ -250,3 +250,19 @@ def test_cli_json_document_and_errors(tmp_path):
     refused = run_cli("plan", "torchvision:shufflenet_v2_x0_5", "--input-shape", "1,3,64,64",
                       "--energy-budget-mj", "10")
     assert refused.code == 2 and refused.err.startswith("error: ") and refused.err.count("\n") == 1
+
+
+def test_deadline_with_energy_objective_uses_the_constrained_exact_split(net, tx2):
+    model, x = net
+    link, rate = load_link("5g"), 2e8
+    local_s = annotate(trace(model, x), tx2).total_latency_s
+    deadline = 0.8 * local_s
+    sweep = plan(model, x, tx2, link, rates_bps=[rate],
+                 options=PlanOptions(objective="energy", deadline_s=deadline, round_to=8))
+    result = sweep.plans[0]
+    assert result.best.latency_s <= deadline * (1 + 1e-9)
+    fig = link.figures(rate)
+    # brute force: the least energy over every closed placement of that pruned model within the deadline
+    evaluations = [evaluate(result.problem, xx, fig) for xx in closed_placements(result.problem)]
+    brute = min(e.total_energy_j for e in evaluations if e.latency_s <= deadline * (1 + 1e-9))
+    assert result.best.energy_j == pytest.approx(brute, rel=1e-9)
