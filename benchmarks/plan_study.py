@@ -57,7 +57,7 @@ def _verdict(best, others, cost) -> str:
     if not feasible:
         return "only-joint-meets-budget"
     best_cost = cost(best)
-    if all(best_cost < cost(o) - 1e-9 for o in feasible):
+    if all(best_cost < cost(o) for o in feasible):
         return "better"
     return "ties-a-baseline"
 
@@ -80,12 +80,11 @@ def compare(model, x, board, link, fractions, *, rate_bps=None, evaluate_fn=None
             rows.append(row)
             continue
         r = sweep.plans[0]
-        if evaluate_fn is not None:
-            def cost(p):
-                return -(p.accuracy or 0.0)
-        else:
-            def cost(p):
-                return p.saliency_removed
+        base = next((p.accuracy for p in r.pareto if p.state == 0), None)
+
+        def cost(p, base=base):  # the planner's order: accuracy lost (floored at 0), then saliency
+            lost = max(0.0, base - p.accuracy) if base is not None and p.accuracy is not None else 0.0
+            return (round(lost, 12), round(p.saliency_removed, 12))
         row.update(
             rate_bps=r.link.rate_bps, joint=_figures(r.best), prune_only=_figures(r.prune_only),
             split_only=_figures(r.split_only), verdict=_verdict(r.best, (r.prune_only, r.split_only), cost),

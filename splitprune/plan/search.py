@@ -18,8 +18,9 @@
    as a side constraint otherwise. The cvxpy model is compiled once: every pruned model has the same
    graph, only the cost parameters change.
 4. **Choice.** At each rate the plan is the evaluated point that meets every budget with the least
-   pruning cost (saliency removed, or accuracy lost with an ``evaluate`` hook), ties broken by the
-   objective. Without a budget it is the point with the best objective within ``max_prune``.
+   pruning cost (saliency removed; with an ``evaluate`` hook, accuracy lost first, floored at 0, then
+   saliency removed), ties broken by the objective. Without a budget it is the point with the best
+   objective within ``max_prune``.
 
 The baselines are points of the same search: **split-only** is the unpruned model's exact split,
 **prune-only** the all-local trajectory kept all local. So a joint plan is never worse than either
@@ -342,12 +343,16 @@ def _candidates(
     return chosen
 
 
-def _key(point: PlanPoint, objective: str, base_accuracy: float | None) -> tuple[float, float]:
+def _key(point: PlanPoint, objective: str, base_accuracy: float | None) -> tuple[float, float, float]:
+    """Pruning cost first (accuracy lost, floored at 0, then saliency removed), then the objective.
+
+    A pruned model that scores above the unpruned one (fine-tuning noise) is not credited for it:
+    it ties on accuracy and then loses on saliency.
+    """
+    lost = 0.0
     if base_accuracy is not None and point.accuracy is not None:
-        cost = base_accuracy - point.accuracy
-    else:
-        cost = point.saliency_removed
-    return (round(cost, 12), point.value(objective))
+        lost = max(0.0, base_accuracy - point.accuracy)
+    return (round(lost, 12), round(point.saliency_removed, 12), point.value(objective))
 
 
 def _choose(
@@ -361,7 +366,7 @@ def _choose(
     key = lambda p: _key(p, opts.objective, base_accuracy)  # noqa: E731
     choose = key
     if not opts.limits():  # no budget: the best objective within max_prune
-        choose = lambda p: _key(p, opts.objective, base_accuracy)[::-1]  # noqa: E731
+        choose = lambda p: (p.value(opts.objective), *_key(p, opts.objective, base_accuracy)[:2])  # noqa: E731
     feasible = [p for p in joint if p.feasible]
     if not feasible:
         raise _infeasible(joint, opts, fig)
@@ -369,7 +374,7 @@ def _choose(
     prune_only = min((p for p in local if p.feasible), key=choose, default=None)
     split_only = next((p for p in joint if p.state == 0 and p.feasible), None)
     pareto: list[PlanPoint] = []
-    for p in sorted(joint, key=key):
+    for p in sorted(joint, key=key):  # by cost, then objective: keep each strict improvement
         if not pareto or p.value(opts.objective) < pareto[-1].value(opts.objective) * (1 - 1e-12):
             pareto.append(p)
     state = states[best.state]
