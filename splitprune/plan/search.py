@@ -51,7 +51,7 @@ from ..link import LinkFigures, LinkProfile
 from ..prune.groups import check_supported, output_layers
 from ..split import SplitOptions, SplitProblem, SplitSolver, WireFormat, bandwidth_policy
 from ..split.mincut import solve_mincut
-from ..split.problem import evaluate
+from ..split.problem import Costs, evaluate
 from .result import PlanInfeasibleError, PlanPoint, PlanResult, PlanSweep
 from .trajectory import Baseline, PrunedState, Trajectory, widths_of
 
@@ -133,7 +133,7 @@ class _Splitter:
         own = {"energy": "energy", "latency": "deadline"}[options.objective]
         self.milp = bool(set(limits) - {own})
 
-    def _costs(self, problem: SplitProblem, figures: LinkFigures, metric: str) -> object:
+    def _costs(self, problem: SplitProblem, figures: LinkFigures, metric: str) -> Costs:
         return problem.energy_costs(figures) if metric == "energy" else problem.latency_costs(figures)
 
     def best(self, problem: SplitProblem, figures: LinkFigures) -> tuple[np.ndarray, bool]:
@@ -149,11 +149,7 @@ class _Splitter:
             sol = model.solve(costs, limits=limits, constraint_costs={k: cc[k] for k in limits})
             if sol.x is not None and problem.is_valid(sol.x):
                 return sol.x, self.meets(problem, sol.x, figures)
-        sol = self.solver.model(integer=False, constraints=frozenset()).solve(costs)
-        if sol.x is not None and sol.extra.get("max_fraction", 1.0) <= 1e-6 and problem.is_valid(sol.x):
-            x = sol.x
-        else:
-            x, _ = solve_mincut(problem, costs)  # type: ignore[arg-type]
+        x = _unconstrained(self.solver, problem, costs)
         return x, self.meets(problem, x, figures)
 
     def meets(self, problem: SplitProblem, x: np.ndarray, figures: LinkFigures) -> bool:
@@ -161,6 +157,18 @@ class _Splitter:
         ev = evaluate(problem, x, figures)
         values = {"energy": ev.total_energy_j, "deadline": ev.latency_s}
         return all(values[k] <= v * (1 + _REL_TOL) for k, v in self.options.limits().items())
+
+
+def _unconstrained(solver: SplitSolver, problem: SplitProblem, costs: Costs) -> np.ndarray:
+    """Optimal placement without side constraints: the compiled LP (integral here), else the min-cut.
+
+    ``problem`` must have ``solver.problem``'s graph; only the costs differ.
+    """
+    sol = solver.model(integer=False, constraints=frozenset()).solve(costs)
+    if sol.x is not None and sol.extra.get("max_fraction", 1.0) <= 1e-6 and problem.is_valid(sol.x):
+        return np.asarray(sol.x, dtype=bool)
+    x, _ = solve_mincut(problem, costs)  # a fractional LP vertex: fall back, still exact
+    return x
 
 
 def plan(
@@ -323,7 +331,7 @@ def _candidates(
         for rate in np.geomspace(low, high, 7):
             fig = link.figures(float(rate))
             costs = shrunk.energy_costs(fig) if opts.objective == "energy" else shrunk.latency_costs(fig)
-            x, _ = solve_mincut(shrunk, costs)
+            x = _unconstrained(solver, shrunk, costs)
             cuts.append(frozenset(problem.names[v] for v in np.flatnonzero(x)))
     mid = link.figures(math.sqrt(rates[0] * rates[-1]))
     costs = problem.energy_costs(mid) if opts.objective == "energy" else problem.latency_costs(mid)
