@@ -156,7 +156,7 @@ def test_evaluate_hook_makes_accuracy_the_pruning_cost(net, tx2):
     assert result.best.accuracy == max(p.accuracy for p in feasible)
 
 
-def test_sweep_gives_one_plan_per_rate(net, tx2):
+def test_sweep_gives_one_plan_per_rate(net, tx2, tmp_path):
     model, x = net
     budget = 0.8 * _all_local_energy(model, x, tx2)
     rates = [1e6, 1e7, 1e8]
@@ -168,6 +168,9 @@ def test_sweep_gives_one_plan_per_rate(net, tx2):
     # a faster link never needs more pruning (transmission only gets cheaper)
     removed = [r.best.saliency_removed for r in sweep.plans]
     assert removed == sorted(removed, reverse=True)
+    from splitprune.plots.plan import plot_plan
+
+    assert plot_plan(sweep, tmp_path / "sweep.png").stat().st_size > 10_000
 
 
 def test_exported_tail_of_head_equals_the_pruned_model(net, tx2, tmp_path):
