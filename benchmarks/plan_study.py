@@ -146,7 +146,7 @@ def timing_part(link_name: str, seed: int) -> dict:
     model = torchvision.models.resnet50(weights=None).eval()
     x = torch.randn(1, 3, 224, 224)
     budget = 0.4 * annotate(trace(model, x), board).total_energy_j  # a hard budget: long trajectories
-    rate = link.uplink.nominal_rate_bps
+    rate = link.figures().rate_bps
     result = {}
     sweep_rates = [rate / 10 * 10 ** (i * 2 / 7) for i in range(8)]
     for label, rates in (("one_rate", [rate]), ("sweep_8", sweep_rates)):

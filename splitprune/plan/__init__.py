@@ -2,6 +2,7 @@
 
 - :mod:`.search`: :class:`PlanOptions` and :func:`plan` (candidate cuts, trajectories, exact splits,
   the choice at each rate); its docstring describes the search and its bounds.
+- :mod:`.candidates`: the candidate cuts whose device sides are pruned.
 - :mod:`.trajectory`: progressive pruning of one candidate's device side with the link in the
   importance (:class:`Trajectory`), and how saliency removed is counted.
 - :mod:`.result`: :class:`PlanPoint`, :class:`PlanResult`, :class:`PlanSweep` (``splitprune.plan/1``)

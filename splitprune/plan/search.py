@@ -7,7 +7,8 @@
    unpruned model can win after it: the optimal cuts of an optimistic model, whose device costs and
    non-input tensors shrink by ``max_prune / 2`` and ``max_prune``, at 7 rates over the same range,
    are added. All-local and full offload are always candidates; at most ``max_candidates`` are kept
-   (all-local, full offload and the others with the best unpruned objective at the middle rate).
+   (all-local, full offload and the others with the best unpruned objective at the middle rate); see
+   :mod:`.candidates`.
 2. **Trajectories.** Each candidate's device side is pruned step by step
    (:class:`~.trajectory.Trajectory`), ``step_saliency`` of the model's saliency per step, with the
    energy-aware importance charged for this candidate's device cost and cut bytes. A trajectory
@@ -27,13 +28,12 @@ The baselines are points of the same search: **split-only** is the unpruned mode
 (lexicographically in pruning cost, then objective) by construction; it can be better because the
 other trajectories prune the device side of a cut and the cut tensor's channels. The search is exact
 in the split and heuristic in the pruning (greedy steps, ``step_saliency`` resolution, candidates from
-the unpruned model's policy); its size is bounded by ``max_candidates * ceil(max_prune /
-step_saliency)`` pruned models.
+the unpruned model's policy); it evaluates at most ``1 + (max_candidates - 1) * ceil(max_prune /
+step_saliency)`` pruned models (full offload has nothing to prune), each at every rate.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -49,9 +49,9 @@ from ..errors import SplitpruneError
 from ..graph import LayerGraph, trace
 from ..link import LinkFigures, LinkProfile
 from ..prune.groups import check_supported, output_layers
-from ..split import SplitOptions, SplitProblem, SplitSolver, WireFormat, bandwidth_policy
-from ..split.mincut import solve_mincut
+from ..split import SplitProblem, SplitSolver, WireFormat
 from ..split.problem import Costs, evaluate
+from .candidates import candidate_cuts, unconstrained_split
 from .result import PlanInfeasibleError, PlanPoint, PlanResult, PlanSweep
 from .trajectory import Baseline, PrunedState, Trajectory, widths_of
 
@@ -149,7 +149,7 @@ class _Splitter:
             sol = model.solve(costs, limits=limits, constraint_costs={k: cc[k] for k in limits})
             if sol.x is not None and problem.is_valid(sol.x):
                 return sol.x, self.meets(problem, sol.x, figures)
-        x = _unconstrained(self.solver, problem, costs)
+        x = unconstrained_split(self.solver, problem, costs)
         return x, self.meets(problem, x, figures)
 
     def meets(self, problem: SplitProblem, x: np.ndarray, figures: LinkFigures) -> bool:
@@ -157,18 +157,6 @@ class _Splitter:
         ev = evaluate(problem, x, figures)
         values = {"energy": ev.total_energy_j, "deadline": ev.latency_s}
         return all(values[k] <= v * (1 + _REL_TOL) for k, v in self.options.limits().items())
-
-
-def _unconstrained(solver: SplitSolver, problem: SplitProblem, costs: Costs) -> np.ndarray:
-    """Optimal placement without side constraints: the compiled LP (integral here), else the min-cut.
-
-    ``problem`` must have ``solver.problem``'s graph; only the costs differ.
-    """
-    sol = solver.model(integer=False, constraints=frozenset()).solve(costs)
-    if sol.x is not None and sol.extra.get("max_fraction", 1.0) <= 1e-6 and problem.is_valid(sol.x):
-        return np.asarray(sol.x, dtype=bool)
-    x, _ = solve_mincut(problem, costs)  # a fractional LP vertex: fall back, still exact
-    return x
 
 
 def plan(
@@ -206,7 +194,7 @@ def plan(
     opts = options or PlanOptions()
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     fmt = WireFormat.parse(opts.wire)
-    rates = sorted(float(r) for r in (rates_bps or [link.uplink.nominal_rate_bps]))
+    rates = sorted(float(r) for r in (rates_bps or [link.figures().rate_bps]))
     try:
         figures = [link.figures(r) for r in rates]
     except ValueError as exc:
@@ -228,7 +216,7 @@ def plan(
     baseline = Baseline.build(model, inputs, graph0, board, ignored=ignored,
                               min_channels=opts.min_channels, max_ratio=opts.max_ratio)
     base_accuracy = _accuracy(model, finetune=finetune, evaluate_fn=evaluate_fn)
-    candidates = _candidates(splitter.solver, problem0, link, rates, opts)
+    candidates = candidate_cuts(splitter.solver, problem0, link, rates, opts)
     mid = link.figures(math.sqrt(rates[0] * rates[-1]))
     per_byte = mid.energy_per_byte_j if opts.metric == "energy" else mid.latency_per_byte_s
     cost = board.energy_j if opts.metric == "energy" else board.latency_s
@@ -309,46 +297,6 @@ def _point(state: PrunedState, kind: str, fig: LinkFigures, x: np.ndarray, ok: b
         saliency_removed=state.saliency_removed, channels_removed=state.channels_removed,
         accuracy=state.accuracy, feasible=ok, state=index,
     )
-
-
-def _candidates(
-    solver: SplitSolver, problem: SplitProblem, link: LinkProfile, rates: list[float], opts: PlanOptions
-) -> list[tuple[str, frozenset[str]]]:
-    """All-local, full offload and the cuts that are optimal near the plan's rates (see module doc)."""
-    low, high = rates[0] / opts.span, rates[-1] * opts.span
-    policy = bandwidth_policy(solver, link, low, high, options=SplitOptions(objective=opts.objective))
-    cuts = [frozenset(piece.device_nodes) for piece in policy.pieces if piece.feasible]
-    not_input = np.ones(problem.n, dtype=bool)
-    not_input[list(problem.inputs)] = False
-    for fraction in (opts.max_prune / 2, opts.max_prune):
-        if fraction <= 0:
-            continue
-        keep = 1.0 - fraction  # optimistic: device costs and pruned tensors shrink by the fraction
-        shrunk = dataclasses.replace(
-            problem, energy_j=problem.energy_j * keep, latency_s=problem.latency_s * keep,
-            wire_bytes=np.where(not_input, np.ceil(problem.wire_bytes * keep), problem.wire_bytes),
-        )
-        for rate in np.geomspace(low, high, 7):
-            fig = link.figures(float(rate))
-            costs = shrunk.energy_costs(fig) if opts.objective == "energy" else shrunk.latency_costs(fig)
-            x = _unconstrained(solver, shrunk, costs)
-            cuts.append(frozenset(problem.names[v] for v in np.flatnonzero(x)))
-    mid = link.figures(math.sqrt(rates[0] * rates[-1]))
-    costs = problem.energy_costs(mid) if opts.objective == "energy" else problem.latency_costs(mid)
-    everything = frozenset(problem.names)
-    offload = frozenset(problem.names[i] for i in problem.inputs)
-    found: dict[frozenset[str], tuple[float, str]] = {}
-    for device in cuts:
-        if device in (everything, offload) or device in found:
-            continue
-        x = np.array([n in device for n in problem.names])
-        sent = problem.sent(x)
-        value = costs.value(x.astype(float), sent.astype(float))
-        found[device] = (value, "cut:" + ",".join(problem.names[u] for u in np.flatnonzero(sent)))
-    ranked = sorted(found.items(), key=lambda item: item[1])
-    chosen = [("all-local", everything), ("full-offload", offload)]
-    chosen += [(label, device) for device, (_, label) in ranked[: opts.max_candidates - 2]]
-    return chosen
 
 
 def _key(point: PlanPoint, objective: str, base_accuracy: float | None) -> tuple[float, float, float]:
