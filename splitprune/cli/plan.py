@@ -43,6 +43,9 @@ def plan(
     round_to: Annotated[
         int | None, typer.Option(help="Channels per pruning chunk (default: the board's kernel tile)")
     ] = None,
+    full_front: Annotated[
+        bool, typer.Option(help="Prune every candidate to --max-prune for a fuller Pareto front")
+    ] = False,
     input_shape: InputShapeOption = None,
     seed: Annotated[int, typer.Option(help="Seed for the weights (torchvision models are untrained)")] = 0,
     json_out: JsonOption = False,
@@ -81,6 +84,7 @@ def plan(
         energy_budget_j=None if energy_budget_mj is None else energy_budget_mj / 1e3,
         deadline_s=None if deadline_ms is None else deadline_ms / 1e3,
         max_prune=max_prune, step_saliency=step, max_candidates=candidates, round_to=round_to, wire=wire,
+        full_front=full_front,
     )
     profile, link_profile = load_board(board), load_link(link)
     server_profile = load_server(server) if server is not None else None

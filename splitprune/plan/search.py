@@ -13,7 +13,8 @@
    (:class:`~.trajectory.Trajectory`), ``step_saliency`` of the model's saliency per step, with the
    energy-aware importance charged for this candidate's device cost and cut bytes. A trajectory
    stops at ``max_prune`` (the bound on saliency removed), when nothing is left to prune, or as soon
-   as it meets every budget at every rate (more pruning would only cost more).
+   as it meets every budget at every rate (more pruning would only cost more; ``full_front`` goes
+   on to ``max_prune`` for the Pareto front).
 3. **Exact split per state.** Every pruned model (and the unpruned one) gets its optimal split at
    every rate: a min-cut/LP when the budget is on the objective's own metric, the MILP with the budget
    as a side constraint otherwise. The cvxpy model is compiled once: every pruned model has the same
@@ -77,6 +78,8 @@ class PlanOptions:
         max_ratio: No layer loses more than this fraction of its original output channels.
         ignore: Module names whose output channels are never pruned (output layers always are).
         wire: Wire format of the tensors sent (``fp32``, ``fp16``, ``int8``, ``ratio:R``).
+        full_front: Prune every trajectory to ``max_prune`` even after it meets the budget (a fuller
+            Pareto front, at the cost of more pruned models).
     """
 
     objective: str = "energy"
@@ -91,6 +94,7 @@ class PlanOptions:
     max_ratio: float = 0.9
     ignore: tuple[str, ...] = ()
     wire: str = "fp32"
+    full_front: bool = False
 
     def __post_init__(self) -> None:
         if self.objective not in ("energy", "latency"):
@@ -238,7 +242,7 @@ def plan(
                 points.append(_point(state, "prune-only", fig, local, ok_local, index))
                 ok = ok_local
             met = met and ok
-        return met and bool(opts.limits())
+        return met and bool(opts.limits()) and not opts.full_front
 
     visit(states[0], prune_only=True)
     score = None if evaluate_fn is None else (lambda m: _accuracy(m, finetune, evaluate_fn))

@@ -230,7 +230,8 @@ def test_pruning_the_cut_tensor_beats_both_baselines_and_the_tail_follows(tx2, c
 
 def test_cli_json_document_and_errors(tmp_path):
     args = ["plan", "torchvision:resnet18", "--input-shape", "1,3,64,64", "--link", "5g", "--rate-bps", "5e6"]
-    ok = run_cli(*args, "--energy-budget-mj", "30", "--json", "--plot", str(tmp_path / "plan.png"))
+    ok = run_cli(*args, "--energy-budget-mj", "30", "--json", "--plot", str(tmp_path / "plan.png"),
+                 "--export", str(tmp_path / "export"), "--full-front", "--max-prune", "0.2")
     assert ok.code == 0, ok.err
     doc = json.loads(ok.out)
     assert doc["schema"] == "splitprune.plan/1"
@@ -242,6 +243,11 @@ def test_cli_json_document_and_errors(tmp_path):
     assert doc["energy_j"] == pytest.approx(doc["device_energy_j"] + doc["transmission_energy_j"])
     assert all("inputs" in row and "predecessors" not in row for row in doc["nodes"])
     assert (tmp_path / "plan.png").stat().st_size > 10_000
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    crossing = [t["name"] for t in manifest["crossing"]]
+    assert crossing == [c["name"] for c in doc["cut"]] or manifest["all_local"]
+    assert max(p["saliency_removed"] for p in doc["pareto"]) <= 0.2 + 1e-9
+    assert doc["search"]["states"] > 2  # --full-front kept pruning after the budget was met
     for baseline in ("prune_only", "split_only"):
         assert doc[baseline] is None or doc[baseline]["energy_j"] <= 0.030 * (1 + 1e-9)
 
