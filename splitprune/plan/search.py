@@ -230,7 +230,10 @@ def plan(
     points: list[PlanPoint] = []
 
     def visit(state: PrunedState, *, prune_only: bool) -> bool:
-        """Evaluate one state at every rate; True when it meets the budgets at all of them."""
+        """Evaluate one state at every rate; True when it meets the budgets at all of them.
+
+        For the all-local trajectory (``prune_only``) the all-local placement must meet them too.
+        """
         index = len(states) - 1
         met = True
         for fig in figures:
@@ -244,11 +247,16 @@ def plan(
             met = met and ok
         return met and bool(opts.limits()) and not opts.full_front
 
-    visit(states[0], prune_only=True)
+    local_met = visit(states[0], prune_only=True)
+    joint_met = bool(opts.limits()) and not opts.full_front and all(
+        p.feasible for p in points if p.kind == "joint"
+    )
     score = None if evaluate_fn is None else (lambda m: _accuracy(m, finetune, evaluate_fn))
     for cand_name, device in candidates:
         if len(device) == len(problem0.inputs):
             continue  # full offload: nothing on the device to prune
+        if local_met or (joint_met and cand_name != "all-local"):
+            continue  # the unpruned model meets the budget: pruning cannot lower the cost
         traj = Trajectory(baseline, cand_name, device, cost=cost, per_byte=per_byte, start=problem0,
                           round_to=round_to, to_problem=to_problem)
         while traj.removed < opts.max_prune - 1e-12:
