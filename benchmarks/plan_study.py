@@ -47,7 +47,7 @@ def _figures(point) -> dict | None:
         return None
     return {
         "candidate": point.candidate, "step": point.step, "energy_j": point.energy_j,
-        "latency_s": point.latency_s, "bytes_sent": point.metrics.bytes_sent,
+        "latency_s": point.latency_s, "sent_bytes": point.metrics.sent_bytes,
         "saliency_removed": point.saliency_removed, "accuracy": point.accuracy,
     }
 

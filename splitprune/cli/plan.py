@@ -9,7 +9,16 @@ import typer
 
 from ..errors import SplitpruneError
 from . import app
-from .common import BoardOption, InputShapeOption, JsonOption, ModelArgument, emit_json, people, status
+from .common import (
+    BoardOption,
+    InputShapeOption,
+    JsonOption,
+    ModeOption,
+    ModelArgument,
+    emit_json,
+    people,
+    status,
+)
 from .split import parse_rate_range
 
 __all__ = ["plan"]
@@ -21,6 +30,7 @@ SWEEP_PLANS = 8
 def plan(
     model: ModelArgument,
     board: BoardOption = "tx2",
+    mode: ModeOption = "eager",
     link: Annotated[str, typer.Option(help="Link profile: wifi, lte, 5g, ble or a .toml")] = "wifi",
     server: Annotated[
         str | None, typer.Option(help="Server profile (gpu-server or a .toml); default: free server")
@@ -37,7 +47,10 @@ def plan(
     sweep_bandwidth: Annotated[
         str | None, typer.Option(help=f"LOW:HIGH[:N] bit/s: a plan for N rates (default {SWEEP_PLANS})")
     ] = None,
-    wire: Annotated[str, typer.Option(help="fp32, fp16, int8 or ratio:R")] = "fp32",
+    wire: Annotated[str, typer.Option(help="Intermediate tensors: fp32, fp16, int8 or ratio:R")] = "fp32",
+    input_wire: Annotated[
+        str, typer.Option(help="The model's input: fp32, fp16, uint8, jpeg:QUALITY or a byte count")
+    ] = "uint8",
     step: Annotated[float, typer.Option(help="Saliency removed per pruning step (search resolution)")] = 0.02,
     candidates: Annotated[int, typer.Option(help="Most candidate cuts to prune")] = 6,
     round_to: Annotated[
@@ -84,9 +97,10 @@ def plan(
         energy_budget_j=None if energy_budget_mj is None else energy_budget_mj / 1e3,
         deadline_s=None if deadline_ms is None else deadline_ms / 1e3,
         max_prune=max_prune, step_saliency=step, max_candidates=candidates, round_to=round_to, wire=wire,
+        input_wire=input_wire,
         full_front=full_front,
     )
-    profile, link_profile = load_board(board), load_link(link)
+    profile, link_profile = load_board(board).for_mode(mode), load_link(link)
     server_profile = load_server(server) if server is not None else None
     parse_input_shape(input_shape, default=(1,))  # a typo fails before the model loads
     torch.manual_seed(seed)
@@ -144,7 +158,7 @@ def _print_report(sweep: Any) -> None:
         table.add_row(
             f"{r.link.rate_bps / 1e6:.4g}", f"{b.candidate} step {b.step}",
             ", ".join(c["name"] for c in r.cut) or "(all local)", f"{b.saliency_removed:.3f}",
-            f"{b.energy_j * 1e3:.4g}", f"{b.latency_s * 1e3:.4g}", f"{b.metrics.bytes_sent / 1024:,.1f}",
+            f"{b.energy_j * 1e3:.4g}", f"{b.latency_s * 1e3:.4g}", f"{b.metrics.sent_bytes / 1024:,.1f}",
             brief(r.prune_only), brief(r.split_only),
         )
     people.print(table)

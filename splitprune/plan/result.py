@@ -97,7 +97,7 @@ class PlanPoint:
             "transmission_energy_j": m.transmission_energy_j, "server_energy_j": m.server_energy_j,
             "latency_s": m.latency_s, "device_latency_s": m.device_latency_s,
             "transfer_latency_s": m.transfer_latency_s, "server_latency_s": m.server_latency_s,
-            "bytes_sent": m.bytes_sent, "tensors_sent": m.tensors_sent, "memory_bytes": m.memory_bytes,
+            "sent_bytes": m.sent_bytes, "sent_tensors": m.sent_tensors, "memory_bytes": m.memory_bytes,
             "offloaded": m.offloaded, "device_nodes": int(self.device_mask.sum()),
             "saliency_removed": self.saliency_removed, "channels_removed": self.channels_removed,
             "accuracy": self.accuracy, "feasible": self.feasible,
@@ -138,7 +138,7 @@ class PlanResult:
         for u in np.flatnonzero(p.sent(x)):
             rows.append({
                 "name": p.names[u], "kind": p.kinds[u] if p.kinds else "",
-                "shapes": [list(s) for s in p.output_shapes[u]] if p.output_shapes else [],
+                "output_shapes": [list(s) for s in p.output_shapes[u]] if p.output_shapes else [],
                 "dtype": p.dtypes[u] if p.dtypes else "", "out_bytes": int(p.out_bytes[u]),
                 "wire_bytes": int(p.wire_bytes[u]),
                 "consumers": [p.names[v] for v in p.succs[u] if not x[v]],

@@ -50,7 +50,7 @@ from ..errors import SplitpruneError
 from ..graph import LayerGraph, trace
 from ..link import LinkFigures, LinkProfile
 from ..prune.groups import check_supported, output_layers
-from ..split import SplitProblem, SplitSolver, WireFormat
+from ..split import InputWire, SplitProblem, SplitSolver, WireFormat
 from ..split.problem import Costs, evaluate
 from .candidates import candidate_cuts, unconstrained_split
 from .result import PlanInfeasibleError, PlanPoint, PlanResult, PlanSweep
@@ -78,6 +78,7 @@ class PlanOptions:
         max_ratio: No layer loses more than this fraction of its original output channels.
         ignore: Module names whose output channels are never pruned (output layers always are).
         wire: Wire format of the tensors sent (``fp32``, ``fp16``, ``int8``, ``ratio:R``).
+        input_wire: How the input frame travels on full offload (``uint8``, ``fp32``, ``jpeg:Q``, bytes).
         full_front: Prune every trajectory to ``max_prune`` even after it meets the budget (a fuller
             Pareto front, at the cost of more pruned models).
     """
@@ -94,6 +95,7 @@ class PlanOptions:
     max_ratio: float = 0.9
     ignore: tuple[str, ...] = ()
     wire: str = "fp32"
+    input_wire: str = "uint8"
     full_front: bool = False
 
     def __post_init__(self) -> None:
@@ -197,7 +199,7 @@ def plan(
     started = time.perf_counter()
     opts = options or PlanOptions()
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
-    fmt = WireFormat.parse(opts.wire)
+    fmt, fmt_in = WireFormat.parse(opts.wire), InputWire.parse(opts.input_wire)
     rates = sorted(float(r) for r in (rates_bps or [link.figures().rate_bps]))
     try:
         figures = [link.figures(r) for r in rates]
@@ -209,7 +211,7 @@ def plan(
 
     def to_problem(graph: LayerGraph) -> SplitProblem:
         return SplitProblem.from_digraph(graph.nx, graph.order, inputs=graph.inputs, output=graph.output,
-                                         wire=fmt, server=server)
+                                         wire=fmt, input_wire=fmt_in, server=server)
 
     problem0 = to_problem(graph0)
     splitter = _Splitter(problem0, opts)
