@@ -84,8 +84,10 @@ def default_fit_networks(networks: Sequence[NetworkOps]) -> list[str]:
 def fit_network_term(latency: CostModel, networks: Sequence[tuple[NetworkOps, float]]) -> float:
     """The ``network_per_op`` (seconds) that best fits the measured latencies of ``networks``.
 
-    Minimises the sum of squared relative errors over ``[0, 4 x the largest launch floor]``; 0 when
-    no network is given.
+    Minimises the sum of squared relative errors over ``[0, launch_floor["default"]]``: what a network
+    adds per op is Python around the op, never more than dispatching a typical op itself (without the
+    bound, one network that the layers miss for another reason, such as SqueezeNet's max-pools on a
+    CPU, would charge every op of every network for it). 0 when no network is given.
     """
     if not networks:
         return 0.0
@@ -95,7 +97,9 @@ def fit_network_term(latency: CostModel, networks: Sequence[tuple[NetworkOps, fl
         model = latency.model_copy(update={"network_per_op": per_op})
         return float(sum((net.cost(model) / measured - 1.0) ** 2 for net, measured in networks))
 
-    upper = 4.0 * max([*latency.launch_floor.values(), 1e-6])
+    upper = latency.launch_floor.get("default", 0.0)
+    if upper <= 0.0:
+        return 0.0
     grid = np.linspace(0.0, upper, 41)
     best = float(grid[int(np.argmin([loss(v) for v in grid]))])
     step = upper / 40

@@ -19,10 +19,10 @@ from splitprune.calibrate import read_sweep
 
 QUICK = Path(__file__).parent.parent.parent / "configs" / "sweeps" / "quick.toml"
 
-# Held-out network latency MAPE must stay under this. Measured here: about 0.3-0.4 (see the report in
-# the calibrate docs); the model has one memory slope for all non-MAC layers and one conv slope, and
-# this machine is shared, so the bound leaves room for load from other processes.
-MAPE_BOUND = 0.6
+# Held-out network latency MAPE must stay under this. Measured on a quiet 2-core machine: 0.109 and
+# 0.112 over two sweeps (launch floors, dispatch and work adding up on a CPU, the network term bounded
+# by one op's dispatch). The bound leaves room for a CI machine loaded by other processes.
+MAPE_BOUND = 0.35
 
 
 @pytest.fixture(scope="module")
