@@ -91,6 +91,8 @@ _KINDS = {
     tpf.prune_conv_in_channels: "in",
     tpf.prune_linear_in_channels: "in",
     tpf.prune_batchnorm_out_channels: "bn",
+    tpf.prune_layernorm_out_channels: "bn",
+    tpf.prune_multihead_attention_out_channels: "mha",
 }
 
 
@@ -98,8 +100,10 @@ class CachedGroupMagnitude(tp.importance.Importance):
     """torch-pruning's default group importance, computed once per weight tensor.
 
     Same scores as ``tp.importance.GroupMagnitudeImportance(p=2, group_reduction="mean",
-    normalizer="mean")``: the squared L2 norm of every channel's weights in every conv, linear and
-    batch-norm member, averaged over members and divided by the group mean. Each layer's per-channel
+    normalizer="mean")``: the squared L2 norm of every channel's weights in every conv, linear,
+    batch-norm and layer-norm member, averaged over members and divided by the group mean. A
+    multi-head attention member contributes, per embedding channel, the squared norms of its q, k
+    and v projection rows and columns and of its output projection's row and column. Each layer's per-channel
     norms are cached until its weight tensor is replaced (pruned) or modified (trained), so a step
     that prunes a few groups recomputes only those (VGG's 100-M-weight classifier made the uncached
     version the slowest part of the loop).
@@ -109,7 +113,7 @@ class CachedGroupMagnitude(tp.importance.Importance):
         self._cache: dict[tuple[int, str], tuple[Any, int, torch.Tensor]] = {}
 
     def _local(self, layer: Any, kind: str) -> torch.Tensor:
-        weight = layer.weight
+        weight = layer.in_proj_weight if kind == "mha" else layer.weight
         assert isinstance(weight, torch.Tensor)
         key = (id(weight), kind)
         hit = self._cache.get(key)
@@ -119,6 +123,8 @@ class CachedGroupMagnitude(tp.importance.Importance):
         transposed = bool(getattr(layer, "transposed", False))
         if kind == "bn":
             value = data.pow(2)
+        elif kind == "mha":
+            value = _attention_channel_norms(layer)
         else:
             channel_dim = int(transposed) if kind == "out" else 1 - int(transposed)
             dims = [d for d in range(data.dim()) if d != channel_dim]
@@ -142,7 +148,8 @@ class CachedGroupMagnitude(tp.importance.Importance):
             root_idxs = group[i].root_idxs
             if kind is None or not isinstance(layer, nn.Module) or any(r is None for r in root_idxs):
                 continue
-            if kind == "bn" and not getattr(layer, "affine", False):
+            affine = getattr(layer, "affine", False) or getattr(layer, "elementwise_affine", False)
+            if kind == "bn" and not (affine and isinstance(getattr(layer, "weight", None), torch.Tensor)):
                 continue
             local = self._local(layer, kind)[torch.as_tensor(idxs, dtype=torch.long)]
             total.scatter_add_(0, torch.as_tensor(root_idxs, dtype=torch.long), local)
@@ -151,3 +158,12 @@ class CachedGroupMagnitude(tp.importance.Importance):
             return None
         total /= members
         return total / total.mean().clamp_min(1e-30)
+
+
+def _attention_channel_norms(mha: nn.MultiheadAttention) -> torch.Tensor:
+    """Per embedding channel: squared norms of every q/k/v/output projection row and column it owns."""
+    e = int(mha.embed_dim)
+    w_in = mha.in_proj_weight.detach()
+    w_out = mha.out_proj.weight.detach()
+    rows = w_in.pow(2).sum(1).view(3, e).sum(0)
+    return rows + w_in.pow(2).sum(0) + w_out.pow(2).sum(1) + w_out.pow(2).sum(0)
