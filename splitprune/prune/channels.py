@@ -19,6 +19,7 @@ under any cost formula in MACs, bytes and kernels the changes track a re-trace.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from torch import nn
 
 from ..board import CostModel
 from ..graph import LayerGraph
+from .swin import is_window_attention
 
 __all__ = ["ChannelModel", "ChannelState", "Counts"]
 
@@ -57,6 +59,7 @@ class _Node:
     weight_bytes: float = 0.0  # weights (scale with input and output channels)
     bias_bytes: float = 0.0  # biases (scale with output channels)
     quadratic_macs: float = 0.0  # attention: projection MACs (scale with the width squared)
+    attention: bool = False  # the width is the module's input width; MACs and weights scale with its square
 
 
 @dataclass
@@ -86,6 +89,7 @@ class ChannelModel:
 
     def __init__(self, graph: LayerGraph, model: nn.Module, cost: CostModel) -> None:
         self.cost_model = cost
+        self.model = model
         self.modules: dict[str, nn.Module] = {}
         index = {name: i for i, name in enumerate(graph.order)}
         nodes: list[_Node] = []
@@ -97,7 +101,7 @@ class ChannelModel:
                 _channels(graph.nx.nodes[p]["output_shapes"]) for p in graph.nx.predecessors(name)
             )
             module_name, base_in, base_out, depthwise, base_in_total = "", 0, 0, False, 0
-            extra: dict[str, float] = {}
+            extra: dict[str, Any] = {}
             if attrs["module"] and attrs["target"] == attrs["module"]:
                 module = model.get_submodule(attrs["module"])
                 if isinstance(module, nn.modules.conv._ConvNd):
@@ -114,10 +118,21 @@ class ChannelModel:
                     module_name = attrs["module"]
                     base_in = base_in_total = base_out = module.embed_dim
                     extra["quadratic_macs"] = float(attrs["macs"]) - _attention_score_macs(attrs, module)
+                    extra["attention"] = True
                 if module_name:
                     self.modules[module_name] = module
                     users.setdefault(module_name, []).append(i)
                     extra.update(_byte_split(attrs, module))
+            elif attrs["kind"] == "attention" and attrs["module"]:
+                owner: Any = model.get_submodule(attrs["module"])
+                if is_window_attention(owner):  # torchvision Swin: a function call on the module's weights
+                    module_name = f"{attrs['module']}.qkv"
+                    base_in = base_in_total = base_out = int(owner.qkv.in_features)
+                    self.modules[module_name] = owner.qkv
+                    users.setdefault(module_name, []).append(i)
+                    extra["quadratic_macs"] = _window_projection_macs(attrs, owner)
+                    extra["attention"] = True
+                    extra.update(_byte_split(attrs, owner))
             nodes.append(
                 _Node(
                     kind=attrs["kind"],
@@ -142,7 +157,9 @@ class ChannelModel:
     # -- channel counts ------------------------------------------------------------------------
     def current(self, module_name: str) -> tuple[int, int]:
         """Live (input channels, output channels) of a conv, linear or multi-head attention module."""
-        module = self.modules[module_name]
+        module = self.modules.get(module_name)
+        if module is None:  # a member no traced node calls (Swin's proj: its weight feeds a function)
+            module = self.modules[module_name] = self.model.get_submodule(module_name)
         if isinstance(module, nn.Linear):
             return module.in_features, module.out_features
         if isinstance(module, nn.MultiheadAttention):
@@ -159,14 +176,14 @@ class ChannelModel:
             out_frac = cout / node.base_out if node.base_out else 1.0
             act_in_frac = cin / node.base_in_total if node.base_in_total else 1.0
             module = self.modules[node.module]
-            if isinstance(module, nn.MultiheadAttention):
-                width = out_frac
+            if node.attention:
+                width = cin / node.base_in
                 macs = node.quadratic_macs * width * width + (node.macs - node.quadratic_macs) * width
                 mem = node.weight_bytes * width * width + (node.mem_bytes - node.weight_bytes) * width
                 cost = self.cost_model.layer_cost(
                     node.kind, macs=round(macs), mem_bytes=round(mem), kernels=0
                 )
-                return out_frac, cost
+                return width, cost
             if isinstance(module, nn.Linear):
                 in_frac = act_in_frac
             elif node.depthwise:
@@ -289,6 +306,17 @@ def _attention_score_macs(attrs: dict[str, Any], mha: nn.MultiheadAttention) -> 
     return float(2 * batch * q_len * k_len * mha.embed_dim)
 
 
+def _window_projection_macs(attrs: dict[str, Any], owner: Any) -> float:
+    """MACs of a Swin window attention's qkv and output projections (``4 C^2`` per padded token)."""
+    shapes = attrs["input_shapes"]
+    if not shapes or len(shapes[0]) != 4:
+        return 0.0
+    batch, height, width, channels = shapes[0]
+    window = owner.window_size
+    tokens = batch * math.ceil(height / window[0]) * window[0] * math.ceil(width / window[1]) * window[1]
+    return float(4 * tokens * channels * channels)
+
+
 def _byte_split(attrs: dict[str, Any], module: nn.Module) -> dict[str, float]:
     """Split a module node's traced bytes into activations in/out, weights and biases."""
     mem, out_bytes, param_bytes = (
@@ -299,13 +327,11 @@ def _byte_split(attrs: dict[str, Any], module: nn.Module) -> dict[str, float]:
     if mem <= 0:
         return {}
     bias_bytes = 0.0
-    for name in ("bias", "in_proj_bias"):
-        bias = getattr(module, name, None)
-        if isinstance(bias, torch.Tensor):
-            bias_bytes += bias.numel() * bias.element_size()
-    out_proj = getattr(module, "out_proj", None)
-    if isinstance(module, nn.MultiheadAttention) and out_proj is not None and out_proj.bias is not None:
-        bias_bytes += out_proj.bias.numel() * out_proj.bias.element_size()
+    for owner in module.modules():  # the module's own biases and its projections' (attention)
+        for name in ("bias", "in_proj_bias"):
+            bias = getattr(owner, name, None)
+            if isinstance(bias, torch.Tensor) and not isinstance(owner, nn.modules.batchnorm._NormBase):
+                bias_bytes += bias.numel() * bias.element_size()
     bias_bytes = min(bias_bytes, param_bytes)
     return {
         "in_bytes": max(mem - out_bytes - param_bytes, 0.0),

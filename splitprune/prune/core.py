@@ -147,7 +147,7 @@ def prune_to_budget(
     before = _estimate(model, inputs, board, name)
     params_before = sum(p.numel() for p in model.parameters())
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    check_supported(before)
+    check_supported(before, model=model)
     baseline = _metric(before, spec.metric)
     target = spec.resolve(baseline)
     ignored = _ignored(model, before, opts)

@@ -33,10 +33,12 @@ from typing import Any
 import torch
 import torch_pruning as tp
 from torch import nn
+from torchvision.models.swin_transformer import PatchMerging, ShiftedWindowAttention
 from torchvision.ops import FrozenBatchNorm2d
 
 from ..errors import SplitpruneError
 from ..graph import LayerGraph
+from .swin import PatchMergingPruner, WindowAttentionPruner, is_window_attention, tracing_proxies
 
 __all__ = [
     "GroupSpec",
@@ -82,15 +84,21 @@ class _FrozenBatchNormPruner(tp.pruner.function.BasePruningFunc):
         return int(layer.weight.shape[0])
 
 
-CUSTOM_PRUNERS: dict[Any, tp.pruner.function.BasePruningFunc] = {FrozenBatchNorm2d: _FrozenBatchNormPruner()}
+CUSTOM_PRUNERS: dict[Any, tp.pruner.function.BasePruningFunc] = {
+    FrozenBatchNorm2d: _FrozenBatchNormPruner(),
+    ShiftedWindowAttention: WindowAttentionPruner(),
+    PatchMerging: PatchMergingPruner(),
+}
 
 
-def check_supported(graph: LayerGraph) -> None:
+def check_supported(graph: LayerGraph, *, model: nn.Module | None = None) -> None:
     """Raise :class:`UnsupportedModelError` for attention and permutations torch-pruning cannot track.
 
     Supported: convolutions, linear layers (on vectors or token sequences), norms, whole-axis
     permutes and ``nn.MultiheadAttention`` with one shared q/k/v width. Refused (one line naming the
     op): other attention ops and anything that shuffles channels (see the module docstring).
+    Swin's window attention (a function call inside the module) is recognised when ``model``, the
+    traced model, is given.
     """
     fx_nodes = {node.name: node for node in graph.gm.graph.nodes}
     for name in graph.order:
@@ -100,11 +108,15 @@ def check_supported(graph: LayerGraph) -> None:
         module = _called_module(graph, attrs)
         if isinstance(module, nn.MultiheadAttention) and module._qkv_same_embed_dim:
             continue
+        if module is None and model is not None and attrs["module"]:
+            if is_window_attention(model.get_submodule(attrs["module"])):
+                continue
         what = type(module).__name__ if module is not None else str(attrs["target"]).rsplit(".", 1)[-1]
         where = f" in '{attrs['module']}'" if attrs["module"] else ""
         raise UnsupportedModelError(
             f"{graph.name} has an attention op splitprune cannot prune ({what} at node '{name}'{where}); "
-            "supported are nn.MultiheadAttention (torchvision ViT), linear and conv layers"
+            "supported are nn.MultiheadAttention (torchvision ViT), torchvision Swin (v1) window attention, "
+            "linear and conv layers"
         )
     for name in graph.order:
         attrs = graph.nx.nodes[name]
@@ -248,7 +260,7 @@ def build_dependency(model: nn.Module, example_inputs: tuple[torch.Tensor, ...])
     Raises:
         UnsupportedModelError: torch-pruning failed on the model (one line, no traceback).
     """
-    with autograd_visible(model), warnings.catch_warnings():
+    with autograd_visible(model), warnings.catch_warnings(), tracing_proxies(model):
         warnings.simplefilter("ignore")
         try:
             return tp.DependencyGraph().build_dependency(
@@ -337,6 +349,22 @@ def group_spec(group: Any, dg: tp.DependencyGraph, names: dict[nn.Module, str]) 
             members[name] = [1, 1]
             out_modules.append(name)
             channel_groups = max(channel_groups, int(module.num_heads))
+            continue
+        if is_window_attention(module):  # q, k, v rows of qkv and both sides of proj
+            name = names[module]
+            members[f"{name}.qkv"] = [3, 1]
+            members[f"{name}.proj"] = [1, 1]
+            out_modules.append(f"{name}.proj")
+            channel_groups = max(channel_groups, int(module.num_heads))
+            continue
+        if isinstance(module, PatchMerging):
+            name = f"{names[module]}.reduction"
+            entry = members.setdefault(name, [0, 0])
+            if dg.is_out_channel_pruning_fn(dep.handler):
+                entry[0] = 1
+                out_modules.append(name)
+            else:
+                entry[1] = 4
             continue
         if not isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
             continue

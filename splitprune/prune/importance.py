@@ -21,6 +21,8 @@ import torch_pruning as tp
 from torch import nn
 from torch_pruning.pruner import function as tpf
 
+from .swin import attention_norms, is_swin_unit
+
 __all__ = [
     "IMPORTANCES",
     "CachedGroupMagnitude",
@@ -102,18 +104,19 @@ class CachedGroupMagnitude(tp.importance.Importance):
     Same scores as ``tp.importance.GroupMagnitudeImportance(p=2, group_reduction="mean",
     normalizer="mean")``: the squared L2 norm of every channel's weights in every conv, linear,
     batch-norm and layer-norm member, averaged over members and divided by the group mean. A
-    multi-head attention member contributes, per embedding channel, the squared norms of its q, k
-    and v projection rows and columns and of its output projection's row and column. Each layer's per-channel
-    norms are cached until its weight tensor is replaced (pruned) or modified (trained), so a step
-    that prunes a few groups recomputes only those (VGG's 100-M-weight classifier made the uncached
-    version the slowest part of the loop).
+    multi-head attention member (``nn.MultiheadAttention`` or Swin's window attention) contributes,
+    per embedding channel, the squared norms of its q, k and v projection rows and columns and of its
+    output projection's row and column; Swin's patch merging its reduction rows or columns. Each
+    layer's per-channel norms are cached until its weight tensor is replaced (pruned) or modified
+    (trained), so a step that prunes a few groups recomputes only those (VGG's 100-M-weight
+    classifier made the uncached version the slowest part of the loop).
     """
 
     def __init__(self) -> None:
         self._cache: dict[tuple[int, str], tuple[Any, int, torch.Tensor]] = {}
 
     def _local(self, layer: Any, kind: str) -> torch.Tensor:
-        weight = layer.in_proj_weight if kind == "mha" else layer.weight
+        weight = _weight_of(layer, kind)
         assert isinstance(weight, torch.Tensor)
         key = (id(weight), kind)
         hit = self._cache.get(key)
@@ -125,6 +128,10 @@ class CachedGroupMagnitude(tp.importance.Importance):
             value = data.pow(2)
         elif kind == "mha":
             value = _attention_channel_norms(layer)
+        elif kind in ("swin_in", "swin_out"):
+            norms = attention_norms(layer, kind.removeprefix("swin_"))
+            assert norms is not None
+            value = norms
         else:
             channel_dim = int(transposed) if kind == "out" else 1 - int(transposed)
             dims = [d for d in range(data.dim()) if d != channel_dim]
@@ -145,6 +152,10 @@ class CachedGroupMagnitude(tp.importance.Importance):
         for i, (dep, idxs) in enumerate(group):
             kind = _KINDS.get(dep.handler)
             layer = dep.target.module
+            if kind is None and is_swin_unit(layer):  # pruned as a unit (see .swin)
+                kind = (
+                    "swin_in" if getattr(dep.handler, "__name__", "") == "prune_in_channels" else "swin_out"
+                )
             root_idxs = group[i].root_idxs
             if kind is None or not isinstance(layer, nn.Module) or any(r is None for r in root_idxs):
                 continue
@@ -158,6 +169,15 @@ class CachedGroupMagnitude(tp.importance.Importance):
             return None
         total /= members
         return total / total.mean().clamp_min(1e-30)
+
+
+def _weight_of(layer: Any, kind: str) -> Any:
+    """The tensor whose identity and version key the cache for ``layer``."""
+    if kind == "mha":
+        return layer.in_proj_weight
+    if kind.startswith("swin_"):
+        return layer.qkv.weight if hasattr(layer, "qkv") else layer.reduction.weight
+    return layer.weight
 
 
 def _attention_channel_norms(mha: nn.MultiheadAttention) -> torch.Tensor:
