@@ -15,8 +15,10 @@ Traps handled here:
   which shrinks the embedding width, and so every head's dimension, by the same indices in q, k, v
   and the output projection. Its head dimension must stay whole, so its group is pruned in *slots*:
   one slot is the same position in every head (``num_heads`` channels), as torch-pruning's
-  ``num_heads`` / ``out_channel_groups`` grouping does. Other attention (functional
-  ``scaled_dot_product_attention``, Swin's ``shifted_window_attention``) is refused, naming the op.
+  ``num_heads`` / ``out_channel_groups`` grouping does. torchvision's Swin (v1) window attention and
+  patch merging are pruned as units by the customised pruners of :mod:`.swin`, the attention in
+  slots likewise. Other attention (functional ``scaled_dot_product_attention`` in a custom module,
+  Swin v2) is refused, naming the op.
 - Modules that cache a width used in ``forward`` (torchvision ``VisionTransformer.hidden_dim``) are
   re-synchronised after every pruning step and after a replay (:func:`sync_widths`).
 - ``build_dependency`` switches the model to eval mode; the training flag is restored.

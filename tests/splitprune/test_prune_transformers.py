@@ -48,7 +48,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("name", "size", "fraction"), CASES)
-def test_transformer_budget_is_met_within_three_percent(tx2, name, size, fraction):
+def test_transformer_budget_is_met_within_three_percent(tx2, tmp_path, name, size, fraction):
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None).eval()
     x = torch.randn(1, 3, size, size)
@@ -71,6 +71,14 @@ def test_transformer_budget_is_met_within_three_percent(tx2, name, size, fractio
             assert module.head_dim * module.num_heads == module.embed_dim
     if isinstance(model, VisionTransformer):
         assert model.hidden_dim == model.conv_proj.out_channels
+
+    path = tmp_path / "pruned.pt"
+    save_pruned(path, model, result.pruning_history, [tuple(x.shape)], model_spec=f"torchvision:{name}")
+    assert torch.load(path, weights_only=True)["pruning_history"]
+    reloaded = load_pruned(path)
+    with torch.no_grad():
+        assert torch.allclose(reloaded(x), model(x), atol=1e-5)
+    assert _energy(reloaded, x, tx2) == pytest.approx(result.energy_after_j, rel=0.01)
 
 
 def _predicted_vs_traced(model: nn.Module, x: torch.Tensor, board, pick) -> tuple[float, float, float]:
