@@ -44,6 +44,9 @@ def prune(
     ] = None,
     min_channels: Annotated[int, typer.Option(help="Fewest output channels a layer keeps")] = 4,
     max_ratio: Annotated[float, typer.Option(help="Largest fraction of a layer's channels removed")] = 0.9,
+    keep_embedding: Annotated[
+        bool, typer.Option(help="Transformers: leave the attention (embedding) width, prune MLP/conv only")
+    ] = False,
     input_shape: InputShapeOption = None,
     seed: Annotated[int, typer.Option(help="Seed for weights init and random importance")] = 0,
     output: Annotated[
@@ -73,6 +76,7 @@ def prune(
         min_channels=min_channels,
         max_ratio=max_ratio,
         seed=seed,
+        prune_embedding=not keep_embedding,
     )
     torch.manual_seed(seed)
     loaded = load_model(model, device="cpu")
@@ -105,7 +109,7 @@ def prune(
 def _print_report(doc: dict[str, Any]) -> None:
     from rich.table import Table
 
-    rows = [r for r in doc["layers"] if r["kind"] in ("conv", "linear", "matmul")]
+    rows = [r for r in doc["layers"] if r["kind"] in ("conv", "linear", "matmul", "attention")]
     table = Table(title=f"{doc['model']} on {doc['board']}, {doc['importance']} importance")
     for column in ("layer", "kind", "channels", "energy mJ before", "after", "idle-slot mJ after"):
         table.add_column(column, justify="left" if column in ("layer", "kind") else "right")
@@ -125,7 +129,7 @@ def _print_report(doc: dict[str, Any]) -> None:
     other_before = sum(r["energy_before_j"] for r in doc["layers"] if r not in rows)
     other_after = sum(r["energy_after_j"] for r in doc["layers"] if r not in rows)
     people.print(
-        "other layers (norm, activation, pooling, add): "
+        "other layers (norm, activation, pooling, add, permute): "
         f"{other_before * 1e3:.2f} -> {other_after * 1e3:.2f} mJ"
     )
     unit, scale = ("mJ", 1e3) if doc["metric"] == "energy" else ("ms", 1e3)

@@ -11,10 +11,10 @@ __all__ = ["plot_prune"]
 
 
 def plot_prune(result: PruneResult, path: Path) -> Path:
-    """Draw conv/linear layer energy before and after pruning, and the per-step trajectory."""
+    """Draw conv/linear/attention layer energy before and after pruning, and the per-step trajectory."""
     import matplotlib.pyplot as plt
 
-    rows = [r for r in result.layers if r.kind in ("conv", "linear", "matmul")]
+    rows = [r for r in result.layers if r.kind in ("conv", "linear", "matmul", "attention")]
     positions = range(len(rows))
     figure, (bars, steps) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [3, 1]})
     left = [p - 0.2 for p in positions]

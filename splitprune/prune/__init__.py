@@ -4,7 +4,10 @@
 - :mod:`.importance`: :class:`EnergyAwareImportance` (saliency per joule) and the baselines.
 - :mod:`.select`: per-group scores and the greedy, budget-aware choice of one step.
 - :mod:`.channels`: the analytic cost of a traced model under changed channel counts.
-- :mod:`.groups`: torch-pruning's dependency graph with its traps handled; model checks.
+- :mod:`.groups`: torch-pruning's dependency graph with its traps handled; model checks (what is
+  supported: CNNs, ViT's ``nn.MultiheadAttention``, Swin v1, ConvNeXt; what is refused).
+- :mod:`.swin`: torch-pruning pruners and tracing proxies for torchvision Swin's window attention
+  and patch merging.
 - :mod:`.budget`: :class:`Budget` (fraction of baseline, joules or seconds).
 - :mod:`.result`: :class:`PruneResult` and per-layer :class:`LayerRow`.
 - :mod:`.io`: :func:`save_pruned` / :func:`load_pruned` (state dict + pruning history, no pickles).

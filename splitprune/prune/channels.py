@@ -4,23 +4,32 @@ Re-tracing after every candidate removal would cost a trace per channel, so the 
 accounts candidates on this model instead and re-traces once per step to confirm (the traced,
 annotated graph stays the number that is reported and checked against the budget).
 
-Every node of the traced graph keeps its traced sizes; a conv or linear node's MACs scale with its
-module's current input and output channels, its kernel count is its output channels, and every other
-node scales its MACs and bytes with the channel fraction it receives from its first input (a
-concatenation weighs its inputs by their channel counts). The cost is the board's ``layer_cost``, so
-at the traced channel counts the model gives exactly what :func:`splitprune.annotate` gives.
+Every node of the traced graph keeps its traced sizes. A conv or linear node (``linear`` on vectors,
+``matmul`` on token sequences) scales its MACs with its module's current input and output channels,
+its kernel count with its output channels, and its bytes term by term: input activations with the
+input channels, outputs and bias with the output channels, weights with both. A multi-head
+attention node (kind ``attention``, embedding width ``e``) splits its MACs into the projections
+(``~e^2``) and the score/value products (``~e``), and its bytes into weights (``~e^2``) and
+activations and biases (``~e``). Every other node (norms, activations, adds, permutes, concatenation
+along tokens) scales its MACs and bytes with the channel fraction it receives from its first input; a
+concatenation weighs its inputs by their channel counts. The cost is the board's ``layer_cost``, so
+at the traced channel counts the model gives exactly what :func:`splitprune.annotate` gives, and
+under any cost formula in MACs, bytes and kernels the changes track a re-trace.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
+import torch
 from torch import nn
 
 from ..board import CostModel
 from ..graph import LayerGraph
+from .swin import is_window_attention
 
 __all__ = ["ChannelModel", "ChannelState", "Counts"]
 
@@ -40,10 +49,17 @@ class _Node:
     kernels: int
     preds: tuple[int, ...]
     pred_channels: tuple[int, ...]  # channel count each input had when traced (for concatenation)
-    module: str  # name of the conv/linear module this node calls, else ""
+    module: str  # name of the conv/linear/attention module this node calls, else ""
     base_in: int = 0  # per-group input channels (conv) or in_features (linear) when traced
     base_out: int = 0
     depthwise: bool = False
+    base_in_total: int = 0  # all input channels when traced (input activations scale with it)
+    in_bytes: float = 0.0  # activations read when traced
+    out_bytes: float = 0.0  # activations written when traced
+    weight_bytes: float = 0.0  # weights (scale with input and output channels)
+    bias_bytes: float = 0.0  # biases (scale with output channels)
+    quadratic_macs: float = 0.0  # attention: projection MACs (scale with the width squared)
+    attention: bool = False  # the width is the module's input width; MACs and weights scale with its square
 
 
 @dataclass
@@ -73,6 +89,7 @@ class ChannelModel:
 
     def __init__(self, graph: LayerGraph, model: nn.Module, cost: CostModel) -> None:
         self.cost_model = cost
+        self.model = model
         self.modules: dict[str, nn.Module] = {}
         index = {name: i for i, name in enumerate(graph.order)}
         nodes: list[_Node] = []
@@ -83,20 +100,39 @@ class ChannelModel:
             pred_channels = tuple(
                 _channels(graph.nx.nodes[p]["output_shapes"]) for p in graph.nx.predecessors(name)
             )
-            module_name, base_in, base_out, depthwise = "", 0, 0, False
+            module_name, base_in, base_out, depthwise, base_in_total = "", 0, 0, False, 0
+            extra: dict[str, Any] = {}
             if attrs["module"] and attrs["target"] == attrs["module"]:
                 module = model.get_submodule(attrs["module"])
                 if isinstance(module, nn.modules.conv._ConvNd):
                     module_name = attrs["module"]
                     depthwise = module.groups == module.in_channels and module.groups > 1
                     base_in = module.in_channels // module.groups
+                    base_in_total = module.in_channels
                     base_out = module.out_channels
                 elif isinstance(module, nn.Linear):
                     module_name = attrs["module"]
-                    base_in, base_out = module.in_features, module.out_features
+                    base_in = base_in_total = module.in_features
+                    base_out = module.out_features
+                elif isinstance(module, nn.MultiheadAttention):
+                    module_name = attrs["module"]
+                    base_in = base_in_total = base_out = module.embed_dim
+                    extra["quadratic_macs"] = float(attrs["macs"]) - _attention_score_macs(attrs, module)
+                    extra["attention"] = True
                 if module_name:
                     self.modules[module_name] = module
                     users.setdefault(module_name, []).append(i)
+                    extra.update(_byte_split(attrs, module))
+            elif attrs["kind"] == "attention" and attrs["module"]:
+                owner: Any = model.get_submodule(attrs["module"])
+                if is_window_attention(owner):  # torchvision Swin: a function call on the module's weights
+                    module_name = f"{attrs['module']}.qkv"
+                    base_in = base_in_total = base_out = int(owner.qkv.in_features)
+                    self.modules[module_name] = owner.qkv
+                    users.setdefault(module_name, []).append(i)
+                    extra["quadratic_macs"] = _window_projection_macs(attrs, owner)
+                    extra["attention"] = True
+                    extra.update(_byte_split(attrs, owner))
             nodes.append(
                 _Node(
                     kind=attrs["kind"],
@@ -109,6 +145,8 @@ class ChannelModel:
                     base_in=base_in,
                     base_out=base_out,
                     depthwise=depthwise,
+                    base_in_total=base_in_total,
+                    **extra,
                 )
             )
         self.nodes = nodes
@@ -118,10 +156,14 @@ class ChannelModel:
 
     # -- channel counts ------------------------------------------------------------------------
     def current(self, module_name: str) -> tuple[int, int]:
-        """Live (input channels, output channels) of a conv or linear module."""
-        module = self.modules[module_name]
+        """Live (input channels, output channels) of a conv, linear or multi-head attention module."""
+        module = self.modules.get(module_name)
+        if module is None:  # a member no traced node calls (Swin's proj: its weight feeds a function)
+            module = self.modules[module_name] = self.model.get_submodule(module_name)
         if isinstance(module, nn.Linear):
             return module.in_features, module.out_features
+        if isinstance(module, nn.MultiheadAttention):
+            return module.embed_dim, module.embed_dim
         assert isinstance(module, nn.modules.conv._ConvNd)
         return module.in_channels, module.out_channels
 
@@ -132,12 +174,22 @@ class ChannelModel:
         if node.module:
             cin, cout = counts.get(node.module) or self.current(node.module)
             out_frac = cout / node.base_out if node.base_out else 1.0
-            if isinstance(self.modules[node.module], nn.Linear):
-                in_frac = cin / node.base_in if node.base_in else 1.0
+            act_in_frac = cin / node.base_in_total if node.base_in_total else 1.0
+            module = self.modules[node.module]
+            if node.attention:
+                width = cin / node.base_in
+                macs = node.quadratic_macs * width * width + (node.macs - node.quadratic_macs) * width
+                mem = node.weight_bytes * width * width + (node.mem_bytes - node.weight_bytes) * width
+                cost = self.cost_model.layer_cost(
+                    node.kind, macs=round(macs), mem_bytes=round(mem), kernels=0
+                )
+                return width, cost
+            if isinstance(module, nn.Linear):
+                in_frac = act_in_frac
             elif node.depthwise:
                 in_frac = 1.0
             else:
-                groups = int(getattr(self.modules[node.module], "groups", 1))
+                groups = int(getattr(module, "groups", 1))
                 in_frac = (cin / groups) / node.base_in if node.base_in else 1.0
             macs = node.macs * in_frac * out_frac
             # Kernels per group (what the board's tile model sees): a depthwise conv keeps one per
@@ -148,8 +200,13 @@ class ChannelModel:
                 kernels = node.kernels
             else:
                 kernels = round(cout * node.kernels / node.base_out) if node.base_out else cout
+            mem = (
+                node.in_bytes * act_in_frac
+                + (node.out_bytes + node.bias_bytes) * out_frac
+                + node.weight_bytes * in_frac * out_frac
+            )
             cost = self.cost_model.layer_cost(
-                node.kind, macs=round(macs), mem_bytes=round(node.mem_bytes * out_frac), kernels=kernels
+                node.kind, macs=round(macs), mem_bytes=round(mem), kernels=kernels
             )
             return out_frac, cost
         if not node.preds:
@@ -231,6 +288,57 @@ class _Overlay:
 
     def __getitem__(self, i: int) -> float:
         return self.new.get(i, self.base[i])
+
+
+def _attention_score_macs(attrs: dict[str, Any], mha: nn.MultiheadAttention) -> float:
+    """MACs of a multi-head attention's score and value products (linear in its width)."""
+    shapes = attrs["input_shapes"]
+    if not shapes:
+        return 0.0
+    query = shapes[0]
+    key = shapes[1] if len(shapes) > 1 else query
+    if len(query) == 2:
+        batch, q_len, k_len = 1, query[0], key[0]
+    elif mha.batch_first:
+        batch, q_len, k_len = query[0], query[1], key[1]
+    else:
+        batch, q_len, k_len = query[1], query[0], key[0]
+    return float(2 * batch * q_len * k_len * mha.embed_dim)
+
+
+def _window_projection_macs(attrs: dict[str, Any], owner: Any) -> float:
+    """MACs of a Swin window attention's qkv and output projections (``4 C^2`` per padded token)."""
+    shapes = attrs["input_shapes"]
+    if not shapes or len(shapes[0]) != 4:
+        return 0.0
+    batch, height, width, channels = shapes[0]
+    window = owner.window_size
+    tokens = batch * math.ceil(height / window[0]) * window[0] * math.ceil(width / window[1]) * window[1]
+    return float(4 * tokens * channels * channels)
+
+
+def _byte_split(attrs: dict[str, Any], module: nn.Module) -> dict[str, float]:
+    """Split a module node's traced bytes into activations in/out, weights and biases."""
+    mem, out_bytes, param_bytes = (
+        float(attrs["mem_bytes"]),
+        float(attrs["out_bytes"]),
+        float(attrs["param_bytes"]),
+    )
+    if mem <= 0:
+        return {}
+    bias_bytes = 0.0
+    for owner in module.modules():  # the module's own biases and its projections' (attention)
+        for name in ("bias", "in_proj_bias"):
+            bias = getattr(owner, name, None)
+            if isinstance(bias, torch.Tensor) and not isinstance(owner, nn.modules.batchnorm._NormBase):
+                bias_bytes += bias.numel() * bias.element_size()
+    bias_bytes = min(bias_bytes, param_bytes)
+    return {
+        "in_bytes": max(mem - out_bytes - param_bytes, 0.0),
+        "out_bytes": out_bytes,
+        "weight_bytes": param_bytes - bias_bytes,
+        "bias_bytes": bias_bytes,
+    }
 
 
 def _channels(shapes: list[tuple[int, ...]]) -> int:

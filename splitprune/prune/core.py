@@ -10,6 +10,12 @@ whose width is not a multiple brings it to one), so widths stay on the board's k
 whole chunk fits between the budget and the tolerance floor, the last steps remove single channels.
 The guards (ignored layers, ``min_channels``, ``max_ratio`` against the original width) bound every
 chunk, so no layer ever passes them, not even within one step.
+
+Transformers (torchvision ViT, ConvNeXt) go through the same loop: MLP hidden channels are plain
+linear groups; the embedding width of a ViT is one group through every ``nn.MultiheadAttention``,
+pruned in slots (one position in every head, so heads keep equal, whole dimensions; see
+:mod:`.groups`); ConvNeXt's per-stage widths run through depthwise convs, permutes, layer norms and
+layer-scale parameters, which torch-pruning prunes along.
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ from .groups import (
     build_dependency,
     check_supported,
     group_spec,
+    module_width,
     output_layers,
+    sync_widths,
 )
 from .importance import IMPORTANCES
 from .result import PruneResult, layer_rows
@@ -61,6 +69,8 @@ class PruneOptions:
         finetune_every: Call the fine-tune hook after every this many steps (0: only at the end).
         max_steps: Safety stop for the loop.
         seed: Seed for the ``random`` importance.
+        prune_embedding: Also prune groups that run through multi-head attention (a ViT's
+            embedding width, and with it every head's dimension); False keeps them whole.
     """
 
     round_to: int | None = None
@@ -75,6 +85,7 @@ class PruneOptions:
     finetune_every: int = 0
     max_steps: int = 500
     seed: int = 0
+    prune_embedding: bool = True
 
     def __post_init__(self) -> None:
         if self.round_to is not None and self.round_to < 1:
@@ -101,7 +112,8 @@ def prune_to_budget(
     """Prune ``model`` in place until its estimate on ``board`` is at or just under ``budget``.
 
     Args:
-        model: A CNN (real weights, on the device of ``example_inputs``).
+        model: A CNN or a supported transformer (torchvision ViT, ConvNeXt; real weights, on the
+            device of ``example_inputs``).
         example_inputs: One input batch (or a tuple), used for tracing and torch-pruning.
         board: The board profile whose cost model defines energy and latency.
         budget: A fraction of the baseline energy (``0.5``), or a :class:`Budget` / string such as
@@ -135,14 +147,14 @@ def prune_to_budget(
     before = _estimate(model, inputs, board, name)
     params_before = sum(p.numel() for p in model.parameters())
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    check_supported(before)
+    check_supported(before, model=model)
     baseline = _metric(before, spec.metric)
     target = spec.resolve(baseline)
     ignored = _ignored(model, before, opts)
     ignored_modules = [model.get_submodule(n) for n in ignored]
     dg = build_dependency(model, inputs)
     names = {module: n for n, module in model.named_modules()}
-    init_out = {n: _out_channels(m) for n, m in model.named_modules() if _out_channels(m)}
+    init_out = {n: module_width(m) for n, m in model.named_modules() if module_width(m)}
     scorer = Scorer(importance, opts, model, dg, names, data=data, loss_fn=loss_fn)
 
     graph, value, trajectory, notes = before, baseline, [baseline], []
@@ -174,7 +186,7 @@ def prune_to_budget(
                         f"cannot go below {value:.4g} with these guards; raise the budget or loosen "
                         "min_channels / max_ratio / ignored layers"
                     )
-            _apply(dg, groups, taken)
+            _apply(dg, groups, taken, model)
             steps += 1
             graph = _estimate(model, inputs, board, name)
             value = _metric(graph, spec.metric)
@@ -206,7 +218,7 @@ def prune_to_budget(
         params_before=params_before,
         params_after=sum(p.numel() for p in model.parameters()),
         channels_before=sum(init_out.values()),
-        channels_after=sum(_out_channels(m) for m in model.modules()),
+        channels_after=sum(module_width(m) for m in model.modules()),
         padding_before_j=sum(r.padding_before_j for r in rows),
         padding_after_j=sum(r.padding_after_j for r in rows),
         round_to=round_to,
@@ -238,14 +250,6 @@ def _metric(graph: LayerGraph, metric: str) -> float:
     return graph.total_energy_j if metric == "energy_j" else graph.total_latency_s
 
 
-def _out_channels(module: nn.Module) -> int:
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return int(module.out_channels)
-    if isinstance(module, nn.Linear):
-        return int(module.out_features)
-    return 0
-
-
 def _ignored(model: nn.Module, graph: LayerGraph, opts: PruneOptions) -> list[str]:
     names = dict(model.named_modules())
     for name in opts.ignore:
@@ -272,23 +276,27 @@ def _groups(
         spec = group_spec(tp_group, dg, names)
         if not spec.prunable or not spec.out_modules:
             continue
-        floor = max(
+        if spec.channel_groups > 1 and not opts.prune_embedding:
+            continue
+        floor_channels = max(
             max(opts.min_channels, math.ceil(init_out[m] * (1 - opts.max_ratio)), 1) for m in spec.out_modules
         )
-        if spec.channels > floor:
+        floor = math.ceil(floor_channels / spec.channel_groups)
+        if spec.units > floor:
             result.append(Group(tp_group, spec, floor))
     return result
 
 
-def _apply(dg: Any, groups: list[Group], taken: dict[int, int]) -> None:
+def _apply(dg: Any, groups: list[Group], taken: dict[int, int], model: nn.Module) -> None:
     for gi, n in taken.items():
         group = groups[gi]
-        idxs = torch.argsort(group.scores)[:n].tolist()
+        idxs = group.channel_indices(torch.argsort(group.scores)[:n].tolist())
         root = group.tp_group[0].dep
         pruning_group = dg.get_pruning_group(root.target.module, root.handler, idxs)
         if not dg.check_pruning_group(pruning_group):  # pragma: no cover - guards keep >= 1
             raise UnsupportedModelError(f"torch-pruning refused to prune group {group.spec.root}")
         pruning_group.prune()
+    sync_widths(model)
 
 
 def _check_reachable(
@@ -296,7 +304,8 @@ def _check_reachable(
 ) -> None:
     state = cmodel.state()
     for g in groups:
-        cmodel.delta(state, changes_for(cmodel, state, g.spec, g.spec.channels - g.floor), commit=True)
+        removable = (g.spec.units - g.floor) * g.spec.channel_groups
+        cmodel.delta(state, changes_for(cmodel, state, g.spec, removable), commit=True)
     if target < state.total * (1 + 1e-6):
         unit = "J" if spec.metric == "energy_j" else "s"
         raise BudgetError(

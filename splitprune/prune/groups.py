@@ -7,8 +7,20 @@ Traps handled here:
   The graph is built under ``torch.enable_grad`` with every parameter temporarily trainable.
 - ``FrozenBatchNorm2d`` keeps its statistics in buffers that torch-pruning does not know; a
   customised pruner slices them with the channels.
-- Channel permutations (channel shuffle, window attention's roll and permute) and attention layers
-  break torch-pruning's index bookkeeping; such models are refused with one line before pruning.
+- Channel permutations break torch-pruning's index bookkeeping: a permute or transpose that reorders
+  the parts of a split axis (channel shuffle), ``channel_shuffle``/``pixel_shuffle`` and a ``roll``
+  over the channel axis are refused with one line before pruning. Permutes that move whole axes
+  (NCHW <-> NHWC in ConvNeXt, patches -> tokens in ViT) keep every channel's identity and are allowed.
+- Attention: ``nn.MultiheadAttention`` (torchvision's ViT) is pruned by torch-pruning's own pruner,
+  which shrinks the embedding width, and so every head's dimension, by the same indices in q, k, v
+  and the output projection. Its head dimension must stay whole, so its group is pruned in *slots*:
+  one slot is the same position in every head (``num_heads`` channels), as torch-pruning's
+  ``num_heads`` / ``out_channel_groups`` grouping does. torchvision's Swin (v1) window attention and
+  patch merging are pruned as units by the customised pruners of :mod:`.swin`, the attention in
+  slots likewise. Other attention (functional ``scaled_dot_product_attention`` in a custom module,
+  Swin v2) is refused, naming the op.
+- Modules that cache a width used in ``forward`` (torchvision ``VisionTransformer.hidden_dim``) are
+  re-synchronised after every pruning step and after a replay (:func:`sync_widths`).
 - ``build_dependency`` switches the model to eval mode; the training flag is restored.
 """
 
@@ -23,10 +35,12 @@ from typing import Any
 import torch
 import torch_pruning as tp
 from torch import nn
+from torchvision.models.swin_transformer import PatchMerging, ShiftedWindowAttention
 from torchvision.ops import FrozenBatchNorm2d
 
 from ..errors import SplitpruneError
 from ..graph import LayerGraph
+from .swin import PatchMergingPruner, WindowAttentionPruner, is_window_attention, tracing_proxies
 
 __all__ = [
     "GroupSpec",
@@ -35,13 +49,16 @@ __all__ = [
     "build_dependency",
     "check_supported",
     "group_spec",
+    "module_width",
     "output_layers",
+    "sync_widths",
 ]
 
-PERMUTING_TARGETS = frozenset(
-    {"transpose", "permute", "roll", "channel_shuffle", "pixel_shuffle", "pixel_unshuffle", "swapaxes"}
+SHUFFLING_TARGETS = frozenset(
+    {"channel_shuffle", "pixel_shuffle", "pixel_unshuffle", "native_channel_shuffle"}
 )
-UNSUPPORTED_KINDS = frozenset({"attention"})
+SHUFFLING_MODULES: tuple[type[nn.Module], ...] = (nn.ChannelShuffle, nn.PixelShuffle, nn.PixelUnshuffle)
+PERMUTING_TARGETS = frozenset({"transpose", "permute", "swapaxes", "swapdims", "movedim"})
 
 
 class UnsupportedModelError(SplitpruneError):
@@ -69,26 +86,139 @@ class _FrozenBatchNormPruner(tp.pruner.function.BasePruningFunc):
         return int(layer.weight.shape[0])
 
 
-CUSTOM_PRUNERS: dict[Any, tp.pruner.function.BasePruningFunc] = {FrozenBatchNorm2d: _FrozenBatchNormPruner()}
+CUSTOM_PRUNERS: dict[Any, tp.pruner.function.BasePruningFunc] = {
+    FrozenBatchNorm2d: _FrozenBatchNormPruner(),
+    ShiftedWindowAttention: WindowAttentionPruner(),
+    PatchMerging: PatchMergingPruner(),
+}
 
 
-def check_supported(graph: LayerGraph) -> None:
-    """Raise :class:`UnsupportedModelError` for channel permutations and attention layers."""
+def check_supported(graph: LayerGraph, *, model: nn.Module | None = None) -> None:
+    """Raise :class:`UnsupportedModelError` for attention and permutations torch-pruning cannot track.
+
+    Supported: convolutions, linear layers (on vectors or token sequences), norms, whole-axis
+    permutes and ``nn.MultiheadAttention`` with one shared q/k/v width. Refused (one line naming the
+    op): other attention ops and anything that shuffles channels (see the module docstring).
+    Swin's window attention (a function call inside the module) is recognised when ``model``, the
+    traced model, is given.
+    """
+    fx_nodes = {node.name: node for node in graph.gm.graph.nodes}
     for name in graph.order:
         attrs = graph.nx.nodes[name]
-        if attrs["kind"] in UNSUPPORTED_KINDS:
-            raise UnsupportedModelError(
-                f"{graph.name} has an attention layer ('{attrs['module'] or name}'); splitprune prunes "
-                "CNN channels only and cannot prune attention models such as Swin or ViT"
-            )
-        is_module_call = attrs["module"] and attrs["target"] == attrs["module"]
-        if not is_module_call and attrs["target"] in PERMUTING_TARGETS:
+        if attrs["kind"] != "attention":
+            continue
+        module = _called_module(graph, attrs)
+        if isinstance(module, nn.MultiheadAttention) and module._qkv_same_embed_dim:
+            continue
+        if module is None and model is not None and attrs["module"]:
+            if is_window_attention(model.get_submodule(attrs["module"])):
+                continue
+        what = type(module).__name__ if module is not None else str(attrs["target"]).rsplit(".", 1)[-1]
+        where = f" in '{attrs['module']}'" if attrs["module"] else ""
+        raise UnsupportedModelError(
+            f"{graph.name} has an attention op splitprune cannot prune ({what} at node '{name}'{where}); "
+            "supported are nn.MultiheadAttention (torchvision ViT), torchvision Swin (v1) window attention, "
+            "linear and conv layers"
+        )
+    for name in graph.order:
+        attrs = graph.nx.nodes[name]
+        module = _called_module(graph, attrs)
+        target = str(attrs["target"]).rsplit(".", 1)[-1]
+        reason = ""
+        if isinstance(module, SHUFFLING_MODULES) or (module is None and target in SHUFFLING_TARGETS):
+            reason = "shuffles channels"
+        elif module is None and target in PERMUTING_TARGETS and _reorders_split_axis(graph, fx_nodes, name):
+            reason = "reorders the parts of a split axis, as channel shuffle does"
+        elif module is None and target == "roll" and _rolls_channels(fx_nodes.get(name)):
+            reason = "rolls along the channel axis"
+        if reason:
             where = f" in '{attrs['module']}'" if attrs["module"] else ""
             raise UnsupportedModelError(
-                f"{graph.name} permutes tensor dimensions ({attrs['target']} at node '{name}'{where}, "
-                "as channel shuffle and window attention do); torch-pruning cannot track channels "
-                "through it, so splitprune refuses to prune this model"
+                f"{graph.name} permutes tensor dimensions ({target} at node '{name}'{where} {reason}); "
+                "torch-pruning cannot track channels through it, so splitprune refuses to prune this model"
             )
+
+
+def _called_module(graph: LayerGraph, attrs: dict[str, Any]) -> nn.Module | None:
+    """The leaf module a node calls, or None for functions and methods."""
+    if not attrs["module"] or attrs["target"] != attrs["module"]:
+        return None
+    try:
+        return graph.gm.get_submodule(attrs["module"])
+    except AttributeError:  # pragma: no cover - every module call names a submodule
+        return None
+
+
+def _permutation(node: Any, rank: int) -> list[int] | None:
+    """The output-to-input axis order of a permute/transpose fx node, or None if unknown."""
+    args = [a for a in node.args[1:]]
+    dims: list[int]
+    target = str(node.target).rsplit(".", 1)[-1]
+    if target == "permute":
+        raw = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
+        raw = raw or node.kwargs.get("dims", ())
+        if not all(isinstance(d, int) for d in raw) or len(raw) != rank:
+            return None
+        return [d % rank for d in raw]
+    if target in ("transpose", "swapaxes", "swapdims"):
+        pair = args or [node.kwargs.get("dim0"), node.kwargs.get("dim1")]
+        if len(pair) != 2 or not all(isinstance(d, int) for d in pair):
+            return None
+        dims = list(range(rank))
+        a, b = pair[0] % rank, pair[1] % rank
+        dims[a], dims[b] = dims[b], dims[a]
+        return dims
+    return None  # movedim and friends: treated as reordering (conservative)
+
+
+def _split_groups(before: tuple[int, ...], after: tuple[int, ...]) -> list[list[int]]:
+    """For a view ``before -> after``, the output axes each split input axis became (size-1 axes aside)."""
+    groups: list[list[int]] = []
+    j = 0
+    for size in before:
+        if size == 1:
+            continue
+        axes, product = [], 1
+        while j < len(after) and product < size:
+            if after[j] != 1:
+                axes.append(j)
+                product *= after[j]
+            j += 1
+        if product != size:
+            return []  # a merge, or no clean correspondence: nothing is split
+        groups.append(axes)
+    return [axes for axes in groups if len(axes) > 1]
+
+
+def _reorders_split_axis(graph: LayerGraph, fx_nodes: dict[str, Any], name: str) -> bool:
+    """True when a permute/transpose reorders the pieces of an axis that a view just split."""
+    node = fx_nodes.get(name)
+    preds = list(graph.nx.predecessors(name))
+    if node is None or not preds:
+        return True
+    source = graph.nx.nodes[preds[0]]
+    if source["kind"] != "reshape" or not source["input_shapes"] or not source["output_shapes"]:
+        return False
+    before, after = tuple(source["input_shapes"][0]), tuple(source["output_shapes"][0])
+    order = _permutation(node, len(after))
+    if order is None:
+        return True
+    for axes in _split_groups(before, after):
+        positions = [order.index(a) for a in axes]
+        if positions != sorted(positions):
+            return True
+    return False
+
+
+def _rolls_channels(node: Any) -> bool:
+    """A ``roll`` with no dims (flattened) or over dim 1 may move channels; rolls over others do not."""
+    if node is None:
+        return True
+    dims = node.args[2] if len(node.args) > 2 else node.kwargs.get("dims")
+    if dims is None:
+        return True
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    return 1 in dims
 
 
 def output_layers(graph: LayerGraph) -> list[str]:
@@ -132,7 +262,7 @@ def build_dependency(model: nn.Module, example_inputs: tuple[torch.Tensor, ...])
     Raises:
         UnsupportedModelError: torch-pruning failed on the model (one line, no traceback).
     """
-    with autograd_visible(model), warnings.catch_warnings():
+    with autograd_visible(model), warnings.catch_warnings(), tracing_proxies(model):
         warnings.simplefilter("ignore")
         try:
             return tp.DependencyGraph().build_dependency(
@@ -149,6 +279,36 @@ def build_dependency(model: nn.Module, example_inputs: tuple[torch.Tensor, ...])
             ) from None
 
 
+def module_width(module: nn.Module) -> int:
+    """Output width of a prunable module: conv out channels, linear out features, attention embedding."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return int(module.out_channels)
+    if isinstance(module, nn.Linear):
+        return int(module.out_features)
+    if isinstance(module, nn.MultiheadAttention):
+        return int(module.embed_dim)
+    return 0
+
+
+def _sync_vision_transformer(module: Any) -> None:
+    module.hidden_dim = int(module.conv_proj.out_channels)
+
+
+def _width_syncs() -> dict[type[nn.Module], Any]:
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    return {VisionTransformer: _sync_vision_transformer}
+
+
+def sync_widths(model: nn.Module) -> None:
+    """Re-synchronise widths that modules cache for ``forward`` with their pruned layers."""
+    syncs = _width_syncs()
+    for module in model.modules():
+        sync = syncs.get(type(module))
+        if sync is not None:
+            sync(module)
+
+
 @dataclass(frozen=True)
 class GroupSpec:
     """One coupled group as the pruner sees it.
@@ -157,9 +317,11 @@ class GroupSpec:
         root: Name of the group's root module (its output channels are the group's channels).
         channels: Current channel count of the group.
         members: ``(module name, out channels lost per root channel, in channels lost per root
-            channel)`` for every conv/linear member.
-        out_modules: Conv/linear modules whose outputs shrink (the guards apply to these).
+            channel)`` for every conv, linear and multi-head attention member.
+        out_modules: Modules whose outputs shrink (the guards apply to these).
         prunable: False when the group holds a grouped (non-depthwise) convolution.
+        channel_groups: Channels per removable unit: ``num_heads`` when the group runs through a
+            multi-head attention (a unit is the same position in every head), else 1.
     """
 
     root: str
@@ -167,6 +329,12 @@ class GroupSpec:
     members: tuple[tuple[str, int, int], ...]
     out_modules: tuple[str, ...]
     prunable: bool
+    channel_groups: int = 1
+
+    @property
+    def units(self) -> int:
+        """Removable units (channels / channel_groups)."""
+        return self.channels // self.channel_groups
 
 
 def group_spec(group: Any, dg: tp.DependencyGraph, names: dict[nn.Module, str]) -> GroupSpec:
@@ -175,8 +343,31 @@ def group_spec(group: Any, dg: tp.DependencyGraph, names: dict[nn.Module, str]) 
     members: dict[str, list[int]] = {}
     out_modules: list[str] = []
     prunable = True
+    channel_groups = 1
     for dep, idxs in group:
         module = dep.target.module
+        if isinstance(module, nn.MultiheadAttention):
+            name = names[module]
+            members[name] = [1, 1]
+            out_modules.append(name)
+            channel_groups = max(channel_groups, int(module.num_heads))
+            continue
+        if is_window_attention(module):  # q, k, v rows of qkv and both sides of proj
+            name = names[module]
+            members[f"{name}.qkv"] = [3, 1]
+            members[f"{name}.proj"] = [1, 1]
+            out_modules.append(f"{name}.proj")
+            channel_groups = max(channel_groups, int(module.num_heads))
+            continue
+        if isinstance(module, PatchMerging):
+            name = f"{names[module]}.reduction"
+            entry = members.setdefault(name, [0, 0])
+            if dg.is_out_channel_pruning_fn(dep.handler):
+                entry[0] = 1
+                out_modules.append(name)
+            else:
+                entry[1] = 4
+            continue
         if not isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
             continue
         name = names[module]
@@ -193,10 +384,14 @@ def group_spec(group: Any, dg: tp.DependencyGraph, names: dict[nn.Module, str]) 
             out_modules.append(name)
         if not is_out or depthwise:
             entry[1] = per_root
+    channels = len(group[0].idxs)
+    if channels % channel_groups:
+        prunable = False  # pragma: no cover - an embedding width always splits into whole heads
     return GroupSpec(
         root=names[group[0].dep.target.module],
-        channels=len(group[0].idxs),
+        channels=channels,
         members=tuple((name, out, inp) for name, (out, inp) in members.items()),
         out_modules=tuple(dict.fromkeys(out_modules)),
         prunable=prunable,
+        channel_groups=channel_groups,
     )

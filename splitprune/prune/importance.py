@@ -21,6 +21,8 @@ import torch_pruning as tp
 from torch import nn
 from torch_pruning.pruner import function as tpf
 
+from .swin import attention_norms, is_swin_unit
+
 __all__ = [
     "IMPORTANCES",
     "CachedGroupMagnitude",
@@ -91,6 +93,8 @@ _KINDS = {
     tpf.prune_conv_in_channels: "in",
     tpf.prune_linear_in_channels: "in",
     tpf.prune_batchnorm_out_channels: "bn",
+    tpf.prune_layernorm_out_channels: "bn",
+    tpf.prune_multihead_attention_out_channels: "mha",
 }
 
 
@@ -98,18 +102,21 @@ class CachedGroupMagnitude(tp.importance.Importance):
     """torch-pruning's default group importance, computed once per weight tensor.
 
     Same scores as ``tp.importance.GroupMagnitudeImportance(p=2, group_reduction="mean",
-    normalizer="mean")``: the squared L2 norm of every channel's weights in every conv, linear and
-    batch-norm member, averaged over members and divided by the group mean. Each layer's per-channel
-    norms are cached until its weight tensor is replaced (pruned) or modified (trained), so a step
-    that prunes a few groups recomputes only those (VGG's 100-M-weight classifier made the uncached
-    version the slowest part of the loop).
+    normalizer="mean")``: the squared L2 norm of every channel's weights in every conv, linear,
+    batch-norm and layer-norm member, averaged over members and divided by the group mean. A
+    multi-head attention member (``nn.MultiheadAttention`` or Swin's window attention) contributes,
+    per embedding channel, the squared norms of its q, k and v projection rows and columns and of its
+    output projection's row and column; Swin's patch merging its reduction rows or columns. Each
+    layer's per-channel norms are cached until its weight tensor is replaced (pruned) or modified
+    (trained), so a step that prunes a few groups recomputes only those (VGG's 100-M-weight
+    classifier made the uncached version the slowest part of the loop).
     """
 
     def __init__(self) -> None:
         self._cache: dict[tuple[int, str], tuple[Any, int, torch.Tensor]] = {}
 
     def _local(self, layer: Any, kind: str) -> torch.Tensor:
-        weight = layer.weight
+        weight = _weight_of(layer, kind)
         assert isinstance(weight, torch.Tensor)
         key = (id(weight), kind)
         hit = self._cache.get(key)
@@ -119,6 +126,12 @@ class CachedGroupMagnitude(tp.importance.Importance):
         transposed = bool(getattr(layer, "transposed", False))
         if kind == "bn":
             value = data.pow(2)
+        elif kind == "mha":
+            value = _attention_channel_norms(layer)
+        elif kind in ("swin_in", "swin_out"):
+            norms = attention_norms(layer, kind.removeprefix("swin_"))
+            assert norms is not None
+            value = norms
         else:
             channel_dim = int(transposed) if kind == "out" else 1 - int(transposed)
             dims = [d for d in range(data.dim()) if d != channel_dim]
@@ -139,10 +152,15 @@ class CachedGroupMagnitude(tp.importance.Importance):
         for i, (dep, idxs) in enumerate(group):
             kind = _KINDS.get(dep.handler)
             layer = dep.target.module
+            if kind is None and is_swin_unit(layer):  # pruned as a unit (see .swin)
+                kind = (
+                    "swin_in" if getattr(dep.handler, "__name__", "") == "prune_in_channels" else "swin_out"
+                )
             root_idxs = group[i].root_idxs
             if kind is None or not isinstance(layer, nn.Module) or any(r is None for r in root_idxs):
                 continue
-            if kind == "bn" and not getattr(layer, "affine", False):
+            affine = getattr(layer, "affine", False) or getattr(layer, "elementwise_affine", False)
+            if kind == "bn" and not (affine and isinstance(getattr(layer, "weight", None), torch.Tensor)):
                 continue
             local = self._local(layer, kind)[torch.as_tensor(idxs, dtype=torch.long)]
             total.scatter_add_(0, torch.as_tensor(root_idxs, dtype=torch.long), local)
@@ -151,3 +169,21 @@ class CachedGroupMagnitude(tp.importance.Importance):
             return None
         total /= members
         return total / total.mean().clamp_min(1e-30)
+
+
+def _weight_of(layer: Any, kind: str) -> Any:
+    """The tensor whose identity and version key the cache for ``layer``."""
+    if kind == "mha":
+        return layer.in_proj_weight
+    if kind.startswith("swin_"):
+        return layer.qkv.weight if hasattr(layer, "qkv") else layer.reduction.weight
+    return layer.weight
+
+
+def _attention_channel_norms(mha: nn.MultiheadAttention) -> torch.Tensor:
+    """Per embedding channel: squared norms of every q/k/v/output projection row and column it owns."""
+    e = int(mha.embed_dim)
+    w_in = mha.in_proj_weight.detach()
+    w_out = mha.out_proj.weight.detach()
+    rows = w_in.pow(2).sum(1).view(3, e).sum(0)
+    return rows + w_in.pow(2).sum(0) + w_out.pow(2).sum(1) + w_out.pow(2).sum(0)

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import SplitpruneError
 from ..files import write_atomic
-from .groups import build_dependency
+from .groups import build_dependency, sync_widths
 
 __all__ = ["FORMAT", "PrunedFileError", "load_pruned", "save_pruned"]
 
@@ -97,6 +97,7 @@ def load_pruned(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     try:
         dg = build_dependency(model, inputs)
         dg.load_pruning_history([list(entry) for entry in document["pruning_history"]])
+        sync_widths(model)
         model.load_state_dict(document["state_dict"], strict=True)
     except SplitpruneError:
         raise

@@ -21,7 +21,8 @@ class LayerRow:
         name: Node name in the traced graph.
         kind: Layer kind (conv, linear, bn, act, ...).
         module: Dotted module path ('' for functional ops).
-        channels_before: Output channels (dimension 1 of the output) before pruning.
+        channels_before: Output channels before pruning (dimension 1 of the output; the last
+            dimension for linear, matmul and attention layers, which work on token sequences).
         channels_after: Output channels after pruning.
         macs_before: Multiply-accumulates per inference before pruning.
         macs_after: Multiply-accumulates after pruning.
@@ -193,4 +194,7 @@ def layer_rows(before: LayerGraph, after: LayerGraph, profile: BoardProfile) -> 
 
 def _channels(attrs: dict[str, Any]) -> int:
     shapes = attrs["output_shapes"]
-    return int(shapes[0][1]) if shapes and len(shapes[0]) >= 2 else 0
+    if not shapes or len(shapes[0]) < 2:
+        return 0
+    axis = -1 if attrs["kind"] in ("linear", "matmul", "attention") else 1
+    return int(shapes[0][axis])

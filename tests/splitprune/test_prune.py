@@ -235,19 +235,6 @@ def test_channel_shuffle_models_are_refused_in_one_line(tx2, factory):
     assert "\n" not in str(info.value)
 
 
-def test_attention_models_are_refused(tx2):
-    class Attn(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.mha(x, x, x)[0]
-
-    with pytest.raises(UnsupportedModelError, match="attention"):
-        prune_to_budget(Attn().eval(), torch.randn(1, 4, 16), tx2, 0.5)
-
-
 def test_save_and_reload_give_identical_outputs(tx2, tmp_path):
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()

@@ -55,16 +55,36 @@ def test_table_for_people():
     ],
 )
 def test_user_errors_are_one_line_with_exit_2(args, message):
-    code, out, err = run_cli(
-        "prune", "torchvision:resnet18", "--input-shape", "1,3,64,64", *args
-    )
+    code, out, err = run_cli("prune", "torchvision:resnet18", "--input-shape", "1,3,64,64", *args)
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and message in errors[0]
     assert "Traceback" not in err
 
 
 def test_unsupported_model_is_one_line():
-    code, _, err = run_cli(
-        "prune", "torchvision:shufflenet_v2_x0_5", "--input-shape", "1,3,64,64"
-    )
+    code, _, err = run_cli("prune", "torchvision:shufflenet_v2_x0_5", "--input-shape", "1,3,64,64")
     assert code == 2 and "permutes tensor dimensions" in err and "Traceback" not in err
+
+
+def test_vit_is_pruned_saved_and_re_estimated_from_the_file(tmp_path):
+    from splitprune.board import load_board
+    from splitprune.energy import annotate
+    from splitprune.graph import trace
+
+    saved = tmp_path / "vit.pt"
+    code, out, _ = run_cli(
+        "prune", "torchvision:vit_b_32", "--board", "tx2", "--budget", "0.7",
+        "--output", str(saved), "--json",
+    )  # fmt: skip
+    assert code in (0, None)
+    doc = json.loads(out)
+    assert 0.97 * doc["budget_j"] <= doc["energy_after_j"] <= doc["budget_j"]
+    mlp = next(r for r in doc["layers"] if r["module"] == "encoder.layers.encoder_layer_0.mlp.0")
+    assert mlp["channels_before"] == 3072  # channels of a token linear are its last dimension
+    assert torch.load(saved, weights_only=True)["model_spec"] == "torchvision:vit_b_32"
+    model = load_pruned(saved)
+    x = torch.zeros(doc["input_shape"])
+    with torch.no_grad():
+        assert model(x).shape == (1, 1000)
+    energy_j = annotate(trace(model, x), load_board("tx2")).total_energy_j
+    assert energy_j == pytest.approx(doc["energy_after_j"], rel=0.01)
