@@ -14,6 +14,7 @@ from .common import (
     InputShapeOption,
     JsonOption,
     ModelArgument,
+    ModeOption,
     emit_json,
     parse_input_shape,
     people,
@@ -27,6 +28,7 @@ __all__ = ["prune"]
 def prune(
     model: ModelArgument,
     board: BoardOption = "tx2",
+    mode: ModeOption = "eager",
     budget: Annotated[
         str, typer.Option(help="Fraction of baseline (0.5, 50%), joules (0.08J, 80mJ) or latency (12ms)")
     ] = "0.5",
@@ -69,7 +71,7 @@ def prune(
     spec = Budget.parse(budget)
     if spec.relative and metric == "latency":
         spec = Budget(spec.value, metric="latency_s")
-    profile = load_board(board)
+    profile = load_board(board).for_mode(mode)
     options = PruneOptions(
         round_to=round_to,
         ignore=tuple(ignore or ()),

@@ -59,7 +59,9 @@ class _Node:
     weight_bytes: float = 0.0  # weights (scale with input and output channels)
     bias_bytes: float = 0.0  # biases (scale with output channels)
     quadratic_macs: float = 0.0  # attention: projection MACs (scale with the width squared)
+    fixed_bytes: float = 0.0  # attention: inputs that follow the heads, not the channels (Swin's bias)
     attention: bool = False  # the width is the module's input width; MACs and weights scale with its square
+    dispatches: int = 1  # ATen ops the node runs (the board's launch floor of kinds it has not measured)
 
 
 @dataclass
@@ -146,6 +148,7 @@ class ChannelModel:
                     base_out=base_out,
                     depthwise=depthwise,
                     base_in_total=base_in_total,
+                    dispatches=int(attrs.get("dispatches", 1)),
                     **extra,
                 )
             )
@@ -179,9 +182,10 @@ class ChannelModel:
             if node.attention:
                 width = cin / node.base_in
                 macs = node.quadratic_macs * width * width + (node.macs - node.quadratic_macs) * width
-                mem = node.weight_bytes * width * width + (node.mem_bytes - node.weight_bytes) * width
+                scaled = node.mem_bytes - node.weight_bytes - node.fixed_bytes
+                mem = node.weight_bytes * width * width + node.fixed_bytes + scaled * width
                 cost = self.cost_model.layer_cost(
-                    node.kind, macs=round(macs), mem_bytes=round(mem), kernels=0
+                    node.kind, macs=round(macs), mem_bytes=round(mem), kernels=0, dispatches=node.dispatches
                 )
                 return width, cost
             if isinstance(module, nn.Linear):
@@ -206,7 +210,7 @@ class ChannelModel:
                 + node.weight_bytes * in_frac * out_frac
             )
             cost = self.cost_model.layer_cost(
-                node.kind, macs=round(macs), mem_bytes=round(mem), kernels=kernels
+                node.kind, macs=round(macs), mem_bytes=round(mem), kernels=kernels, dispatches=node.dispatches
             )
             return out_frac, cost
         if not node.preds:
@@ -222,6 +226,7 @@ class ChannelModel:
             macs=round(node.macs * out_frac),
             mem_bytes=round(node.mem_bytes * out_frac),
             kernels=node.kernels,
+            dispatches=node.dispatches,
         )
         return out_frac, cost
 
@@ -333,11 +338,21 @@ def _byte_split(attrs: dict[str, Any], module: nn.Module) -> dict[str, float]:
             if isinstance(bias, torch.Tensor) and not isinstance(owner, nn.modules.batchnorm._NormBase):
                 bias_bytes += bias.numel() * bias.element_size()
     bias_bytes = min(bias_bytes, param_bytes)
+    # Swin's windowed attention reads its relative position bias, heads x N x N for N positions per
+    # window: it follows the heads, not the channels, so pruning head dimensions keeps it
+    fixed = 0.0
+    table: Any = getattr(module, "relative_position_bias_table", None)
+    if isinstance(table, torch.Tensor):
+        window: Any = getattr(module, "window_size", ())
+        positions = math.prod(int(w) for w in window)
+        fixed = float(int(getattr(module, "num_heads", 1)) * positions * positions * table.element_size())
+    fixed = min(fixed, max(mem - out_bytes - param_bytes, 0.0))
     return {
-        "in_bytes": max(mem - out_bytes - param_bytes, 0.0),
+        "in_bytes": max(mem - out_bytes - param_bytes, 0.0) - fixed,
         "out_bytes": out_bytes,
         "weight_bytes": param_bytes - bias_bytes,
         "bias_bytes": bias_bytes,
+        "fixed_bytes": fixed,
     }
 
 

@@ -27,7 +27,10 @@ from splitprune.prune.io import PrunedFileError, load_pruned, save_pruned
 
 @pytest.fixture(scope="module")
 def tx2():
-    return load_board("tx2")
+    # These tests prune small inputs (64-160 px) for speed, where a TX2 in eager mode is launch-bound
+    # (157 us per op whatever its width) and pruning can save little; the CUDA-graph view prices the
+    # work that the pruning mechanics act on. Eager budgets are covered by the CLI and transformer tests.
+    return load_board("tx2").for_mode("graph")
 
 
 def _traced_energy(model: nn.Module, x: torch.Tensor, board) -> float:

@@ -12,7 +12,7 @@ from splitprune.prune.io import load_pruned
 def test_json_output_saved_model_and_plot(tmp_path):
     saved, plot = tmp_path / "pruned.pt", tmp_path / "prune.png"
     code, out, _ = run_cli(
-        "prune", "torchvision:resnet18", "--board", "tx2", "--budget", "0.6",
+        "prune", "torchvision:resnet18", "--board", "tx2", "--mode", "graph", "--budget", "0.6",
         "--input-shape", "1,3,112,112", "--output", str(saved), "--plot", str(plot), "--json",
     )  # fmt: skip
     assert code in (0, None)
@@ -39,7 +39,7 @@ def test_json_output_saved_model_and_plot(tmp_path):
 def test_table_for_people():
     code, out, _ = run_cli(
         "prune", "torchvision:resnet18", "--budget", "70%", "--input-shape",
-        "1,3,96,96", "--importance", "magnitude", "--round-to", "16",
+        "1,3,96,96", "--importance", "magnitude", "--round-to", "16", "--mode", "graph",
     )  # fmt: skip
     assert code in (0, None)
     assert "layer1.0.conv1" in out and "within tolerance" in out and "round_to=16" in out
