@@ -71,7 +71,7 @@ def load_data(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torc
     return images[train_idx], labels[train_idx], images[test_idx], labels[test_idx]
 
 
-def run_study(*, seed: int = 0, train_epochs: int = 30, finetune_epochs: int = 5) -> dict:
+def run_study(*, seed: int = 0, train_epochs: int = 60, finetune_epochs: int = 5) -> dict:
     """Train, prune at every budget with every importance, fine-tune; returns the results."""
     cnn = _cnn_study()
     torch.manual_seed(seed)
@@ -79,7 +79,7 @@ def run_study(*, seed: int = 0, train_epochs: int = 30, finetune_epochs: int = 5
     x_train, y_train, x_test, y_test = load_data(seed)
     base = digits_vit()
     started = time.perf_counter()
-    finetune_classifier(base, cnn.batches(x_train, y_train, 64, seed), epochs=train_epochs, lr=1e-3)
+    finetune_classifier(base, cnn.batches(x_train, y_train, 64, seed), epochs=train_epochs, lr=2e-3)
     base_acc = accuracy(base, x_test, y_test)
     example = torch.zeros(BATCH_ON_BOARD, 1, SIDE, SIDE)
     runs = []
