@@ -18,6 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -168,7 +169,7 @@ def table(study: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(study: dict, path: Path) -> None:
+def plot(study: dict, path: Path, *, subject: str = "CNN") -> None:
     """Accuracy after fine-tuning against estimated energy, one line per importance."""
     import matplotlib
 
@@ -190,24 +191,33 @@ def plot(study: dict, path: Path) -> None:
                  label="unpruned")  # fmt: skip
     axes.set_xlabel(f"estimated TX2 energy per batch of {study['batch_on_board']} (mJ)")
     axes.set_ylabel("test accuracy after fine-tuning")
-    axes.set_title("Digits CNN pruned to 70 / 50 / 30 % energy")
+    axes.set_title(f"Digits {subject} pruned to 70 / 50 / 30 % energy")
     axes.legend(fontsize="small")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(figure)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(
+    run: Any = None,
+    make_table: Any = None,
+    *,
+    name: str = "digits_study",
+    subject: str = "CNN",
+    doc: str = "",
+) -> None:
+    """Run a digits study (this one by default) and write its table, plot and JSON."""
+    parser = argparse.ArgumentParser(description=(doc or __doc__ or "").splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="write digits_study.md/.png here")
+    parser.add_argument("--out", type=Path, default=None, help=f"write {name}.md/.png here")
     args = parser.parse_args()
-    study = run_study(seed=args.seed)
+    study = (run or run_study)(seed=args.seed)
+    text = (make_table or table)(study)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "digits_study.md").write_text(table(study))
-        plot(study, args.out / "digits_study.png")
-    sys.stderr.write(table(study))
+        (args.out / f"{name}.md").write_text(text)
+        plot(study, args.out / f"{name}.png", subject=subject)
+    sys.stderr.write(text)
     print(json.dumps(study, indent=2))
 
 

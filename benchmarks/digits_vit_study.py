@@ -14,11 +14,8 @@ Prints one JSON document; with ``--out DIR`` also writes ``digits_vit_study.md``
 
 from __future__ import annotations
 
-import argparse
 import copy
 import importlib.util
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -158,47 +155,8 @@ def table(study: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(study: dict, path: Path) -> None:
-    """Accuracy after fine-tuning against estimated energy, one line per importance."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6.5, 4.2))
-    for importance, color in (("energy", "tab:blue"), ("magnitude", "tab:orange")):
-        runs = sorted(
-            (r for r in study["runs"] if r["importance"] == importance and r["round_to"] > 1),
-            key=lambda r: r["energy_j"],
-        )
-        axes.plot([r["energy_j"] * 1e3 for r in runs], [r["accuracy_finetuned"] for r in runs],
-                  marker="o", color=color, label=f"{importance} importance")  # fmt: skip
-    blind = [r for r in study["runs"] if r["round_to"] == 1]
-    axes.scatter([r["energy_j"] * 1e3 for r in blind], [r["accuracy_finetuned"] for r in blind],
-                 marker="x", color="tab:red", label="energy, round_to=1")  # fmt: skip
-    axes.scatter([study["baseline_energy_j"] * 1e3], [study["baseline_accuracy"]], color="black",
-                 label="unpruned")  # fmt: skip
-    axes.set_xlabel(f"estimated TX2 energy per batch of {study['batch_on_board']} (mJ)")
-    axes.set_ylabel("test accuracy after fine-tuning")
-    axes.set_title("Digits ViT pruned to 70 / 50 / 30 % energy")
-    axes.legend(fontsize="small")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(figure)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="write digits_vit_study.md/.png here")
-    args = parser.parse_args()
-    study = run_study(seed=args.seed)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "digits_vit_study.md").write_text(table(study))
-        plot(study, args.out / "digits_vit_study.png")
-    sys.stderr.write(table(study))
-    print(json.dumps(study, indent=2))
+    _cnn_study().main(run_study, table, name="digits_vit_study", subject="ViT", doc=__doc__ or "")
 
 
 if __name__ == "__main__":
