@@ -184,10 +184,6 @@ class CostModel(StrictModel):
             return cpu + gpu
         return smooth_max(cpu, gpu) if cpu > 0 else gpu
 
-    def without_launch(self) -> CostModel:
-        """This table as a CUDA-graph replay sees it: no CPU dispatch terms."""
-        return self.model_copy(update={"launch_floor": {}, "network_per_op": 0.0})
-
 
 def couple_energy(energy: CostModel, latency: CostModel) -> None:
     """Let ``energy`` price its static power over ``latency``'s time (no-op without static power)."""
@@ -262,8 +258,8 @@ class BoardProfile(StrictModel):
         if mode == "eager":
             return self
         data = self.model_dump(exclude_unset=True)
-        data["latency_s"] = self.latency_s.without_launch().model_dump(exclude_unset=True)
-        data["latency_s"].update(launch_floor={}, network_per_op=0.0)
+        # a CUDA-graph replay sees no CPU dispatch: no launch floors, no per-op network term
+        data["latency_s"] = {**data["latency_s"], "launch_floor": {}, "network_per_op": 0.0}
         data["board"] = {**data["board"], "power_mode": f"{self.board.power_mode}, CUDA graph"}
         values = dict(self.provenance.values)
         values.setdefault("latency_s.launch_floor", "set to none: a CUDA graph replays without dispatch")
