@@ -99,10 +99,16 @@ def _usable_rows(data: SweepData, with_energy: bool, energy_basis: str) -> tuple
     return keep, dropped
 
 
-def _network_rows(data: SweepData, names: Sequence[str] | None) -> list[SweepRow]:
+def _network_rows(data: SweepData, names: Sequence[str] | None, warnings: list[str]) -> list[SweepRow]:
     rows = {r.network: r for r in data.network_rows}
     if names is None:
-        chosen = default_fit_networks([network_ops(r.network, r.input_shape) for r in rows.values()])
+        traced = []
+        for row in rows.values():
+            try:
+                traced.append(network_ops(row.network, row.input_shape))
+            except DataError as exc:  # the default split skips what it cannot trace; a named one must trace
+                warnings.append(f"network {row.network} not used for the network term: {exc}")
+        chosen = default_fit_networks(traced)
     else:
         chosen = list(names)
     unknown = [n for n in chosen if n not in rows]
@@ -164,7 +170,7 @@ def calibrate(
     )
     mode = sweep_mode(data)
     eager = mode == "eager"
-    trained = _network_rows(data, fit_networks) if eager and terms.network_term else []
+    trained = _network_rows(data, fit_networks, warnings) if eager and terms.network_term else []
     networks = [(network_ops(r.network, r.input_shape), r.latency_s) for r in trained]
     overlap = data.header("device", "cuda") != "cpu"
     latency = _fit_latency_and_network(

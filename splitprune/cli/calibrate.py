@@ -118,7 +118,10 @@ def validate(
     if results[0].fit_networks:
         status.print(f"not scored (the fit trained on them): {', '.join(results[0].fit_networks)}")
     if json_out:
-        emit_json({"schema": "splitprune.validate/2", "results": [r.to_dict() for r in results]})
+        if len(results) == 1:  # one metric: its figures at the top level
+            emit_json({"schema": "splitprune.validate/2", **results[0].to_dict()})
+        else:
+            emit_json({"schema": "splitprune.validate/2", "results": [r.to_dict() for r in results]})
         return
     for result in results:
         _print_validation(result)

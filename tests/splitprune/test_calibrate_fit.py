@@ -213,6 +213,17 @@ def test_bad_rows_are_dropped_with_a_warning_naming_them(tmp_path: Path):
     assert result.fits["energy_j"].points == len(read_sweep(path).layer_rows) - 1
 
 
+def test_default_network_split_skips_a_network_it_cannot_build(tmp_path: Path):
+    path = tmp_path / "sweep.csv"
+    _write_csv(path, TRUE_LATENCY, noise=0.0)
+    text = path.read_text().replace("torchvision:mobilenet_v2", "torchvision:no_such_net")
+    path.write_text(text)
+    result = calibrate(read_sweep(path), name="x", metric="latency")
+    assert any("torchvision:no_such_net not used" in w for w in result.warnings)
+    with pytest.raises(DataError, match="no_such_net"):
+        calibrate(read_sweep(path), name="x", metric="latency", fit_networks=["torchvision:no_such_net"])
+
+
 def test_energy_needs_a_power_sensor(tmp_path: Path):
     path = tmp_path / "sweep.csv"
     _write_csv(path, TRUE_LATENCY, noise=0.0)
@@ -254,7 +265,7 @@ def test_cli_calibrate_validate_and_plots(tmp_path: Path):
     vplot = tmp_path / "val.png"
     code, stdout, err = run_cli("validate", str(path), "--board", str(out), "--json", "--plot", str(vplot))
     assert code == 0, err
-    assert len(json.loads(stdout)["results"][0]["rows"]) == 2 and vplot.stat().st_size > 10_000
+    assert len(json.loads(stdout)["rows"]) == 2 and vplot.stat().st_size > 10_000
     code, stdout, err = run_cli("validate", str(path), "--board", str(out))
     assert code == 0 and "MAPE" in stdout
     code, _, err = run_cli("calibrate", str(path), "--name", "x", "--out", str(out))
