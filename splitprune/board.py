@@ -179,10 +179,8 @@ class CostModel(StrictModel):
         if kind in DISPATCH_ONLY_KINDS:
             return self.network_per_op
         gpu = self.work_cost(kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels)
-        cpu = self.network_per_op + (self.floor(kind, dispatches) if self.launch_floor else 0.0)
-        if not self.dispatch_overlaps:
-            return cpu + gpu
-        return smooth_max(cpu, gpu) if cpu > 0 else gpu
+        cpu = self.network_per_op + self.floor(kind, dispatches)
+        return smooth_max(cpu, gpu) if self.dispatch_overlaps else cpu + gpu
 
 
 def couple_energy(energy: CostModel, latency: CostModel) -> None:
