@@ -48,6 +48,7 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from .config import StrictModel, check_schema_and_provenance, load_toml_model, resolve_profile
 from .errors import ConfigError
+from .hardware import DeviceSpec, PowerMode, PrecisionSpec, RuntimeSpec
 from .ops import NO_WORK_KINDS
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "FREE_KINDS",
     "GEMM_KINDS",
     "MODES",
+    "PRECISIONS",
     "SCHEMA_VERSIONS",
     "SMOOTH_MAX_EXPONENT",
     "BoardInfo",
@@ -74,10 +76,21 @@ FREE_KINDS = frozenset({"input", "output", "shape"})
 """Graph bookkeeping that costs nothing: placeholders, the output, Python-level ``.shape`` reads."""
 DISPATCH_ONLY_KINDS = NO_WORK_KINDS - FREE_KINDS
 """Ops that run through PyTorch's dispatcher but launch no kernel (views, dropout in eval)."""
-MODES = ("eager", "graph")
-SCHEMA_VERSIONS = (1, 2)
+MODES = ("eager", "graph", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
+SCHEMA_VERSIONS = (1, 2, 3)
+SPLIT_K_MIN_REDUCTION = 128
+"""A kernel whose tiles leave the device idle splits its reduction into chunks of at least this many
+MACs per output (cuBLAS/cuDNN split-K), so a small-M, large-K layer still fills the SMs."""
 SMOOTH_MAX_EXPONENT = 8.0
 """``smoothmax(a, b) = (a^p + b^p)^(1/p)``: within 9 % of ``max`` where ``a = b``, exact far from it."""
+
+
+GemmShape = tuple[int, int, int]
+"""``(batches, rows, cols)`` of the matrix product an op computes: a conv's rows are its output pixels
+times the batch and its columns its output channels; a linear op's rows are all but its last output
+dimension; a batched matmul has ``batches`` products of ``rows x cols``."""
 
 
 def smooth_max(a: float, b: float) -> float:
@@ -107,6 +120,10 @@ class CostModel(StrictModel):
             ``static_power_w * latency`` of every op.
         dispatch_overlaps: Whether work runs while the CPU dispatches the next op (a GPU's asynchronous
             launch: the slower of the two counts) or after it (a CPU: the two add up).
+        tile_rows: GEMM rows (output pixels x batch, or tokens) per thread-block tile; 1 pads no rows.
+        concurrent_tiles: Tiles the whole GPU runs at once (SMs x tiles per SM); 0 leaves out wave
+            quantisation. With it a layer whose tiles do not fill the device pays for the idle SMs.
+        per_inference: Fixed cost once per inference (TensorRT's enqueue), charged on the input.
     """
 
     conv_per_mac: float = Field(ge=0)
@@ -119,6 +136,9 @@ class CostModel(StrictModel):
     network_per_op: float = Field(default=0.0, ge=0)
     static_power_w: float = Field(default=0.0, ge=0)
     dispatch_overlaps: bool = True
+    tile_rows: int = Field(default=1, ge=1)
+    concurrent_tiles: int = Field(default=0, ge=0)
+    per_inference: float = Field(default=0.0, ge=0)
     _time: CostModel | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -135,12 +155,41 @@ class CostModel(StrictModel):
         g = self.conv_kernel_granularity
         return math.ceil(kernels / g) * g / kernels
 
-    def compute_cost(self, kind: str, *, macs: int, kernels: int = 0) -> float:
-        """The MAC term of one op: its kind's slope times its (tile-padded, for convs) MACs."""
+    def tiled_factor(self, kind: str, *, macs: int, kernels: int, shape: GemmShape | None) -> float:
+        """How much a GEMM-like op overpays per MAC for whole tiles and whole waves over the SMs.
+
+        Without a ``shape`` (or without ``tile_rows``/``concurrent_tiles``) only the kernel padding of
+        :meth:`padded_kernel_factor` applies to convolutions, as in schema 2.
+        """
+        if shape is None or (self.tile_rows == 1 and self.concurrent_tiles == 0):
+            return self.padded_kernel_factor(kernels) if kind in CONV_KINDS else 1.0
+        batches, rows, cols = shape
+        per_group = kernels if kind in CONV_KINDS and kernels > 0 else cols
+        groups = max(1, cols // per_group) if per_group > 0 else 1
+        if rows <= 0 or per_group <= 0 or macs <= 0:
+            return 1.0
+        tile_cols = min(self.conv_kernel_granularity, 1 << (per_group - 1).bit_length())
+        tiles = batches * groups * math.ceil(rows / self.tile_rows) * math.ceil(per_group / tile_cols)
+        factor = tiles * self.tile_rows * tile_cols / (batches * groups * rows * per_group)
+        if self.concurrent_tiles > 0:
+            slots = self.concurrent_tiles * max(1, self.conv_kernel_granularity // tile_cols)
+            reduction = macs / (batches * groups * rows * per_group)
+            splits = 1
+            if tiles < slots:
+                splits = max(1, min(slots // tiles, int(reduction // SPLIT_K_MIN_REDUCTION)))
+            parallel = tiles * splits
+            factor *= math.ceil(parallel / slots) * slots / parallel
+        return factor
+
+    def compute_cost(
+        self, kind: str, *, macs: int, kernels: int = 0, shape: GemmShape | None = None
+    ) -> float:
+        """The MAC term of one op: its kind's slope times its MACs, padded to whole tiles (and waves)."""
         if kind in CONV_KINDS:
-            return self.conv_per_mac * macs * self.padded_kernel_factor(kernels)
+            return self.conv_per_mac * macs * self.tiled_factor(kind, macs=macs, kernels=kernels, shape=shape)
         if kind in GEMM_KINDS:
-            return (self.conv_per_mac if self.gemm_per_mac is None else self.gemm_per_mac) * macs
+            slope = self.conv_per_mac if self.gemm_per_mac is None else self.gemm_per_mac
+            return slope * macs * self.tiled_factor(kind, macs=macs, kernels=kernels, shape=shape)
         if kind in FC_KINDS:
             return self.linear_per_mac * macs
         return 0.0
@@ -155,32 +204,60 @@ class CostModel(StrictModel):
             return self.launch_floor[kind]
         return self.launch_floor.get("default", 0.0) * max(1, dispatches)
 
-    def work_cost(self, kind: str, *, macs: int, mem_bytes: int, kernels: int = 0) -> float:
+    def work_cost(
+        self, kind: str, *, macs: int, mem_bytes: int, kernels: int = 0, shape: GemmShape | None = None
+    ) -> float:
         """Cost of the op's work alone: roofline time (latency) or compute + memory energy."""
-        compute = self.compute_cost(kind, macs=macs, kernels=kernels)
+        compute = self.compute_cost(kind, macs=macs, kernels=kernels, shape=shape)
         memory = self.memory_per_byte * mem_bytes
         combined = compute + memory if self._time is not None else max(compute, memory)
         return combined + self.static_per_layer
 
     def layer_cost(
-        self, kind: str, *, macs: int, mem_bytes: int, kernels: int = 0, dispatches: int = 1
+        self,
+        kind: str,
+        *,
+        macs: int,
+        mem_bytes: int,
+        kernels: int = 0,
+        dispatches: int = 1,
+        shape: GemmShape | None = None,
     ) -> float:
-        """Cost of one op of ``kind`` (``macs``, ``mem_bytes`` moved, ``kernels``, ATen ``dispatches``)."""
+        """Cost of one op of ``kind`` (``macs``, ``mem_bytes`` moved, ``kernels``, ATen ``dispatches``).
+
+        ``shape`` is the op's GEMM ``(batches, rows, cols)`` (:func:`gemm_shape`), for tile and wave
+        padding; without it only the conv kernel padding applies.
+        """
         if kind in FREE_KINDS:
             return 0.0
         if self._time is not None:  # energy: static power over the op's time, plus its work
             seconds = self._time.layer_cost(
-                kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels, dispatches=dispatches
+                kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels, dispatches=dispatches, shape=shape
             )
             work = 0.0 if kind in DISPATCH_ONLY_KINDS else self.work_cost(
-                kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels
+                kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels, shape=shape
             )
             return self.static_power_w * seconds + work
         if kind in DISPATCH_ONLY_KINDS:
             return self.network_per_op
-        gpu = self.work_cost(kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels)
+        gpu = self.work_cost(kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels, shape=shape)
         cpu = self.network_per_op + self.floor(kind, dispatches)
         return smooth_max(cpu, gpu) if self.dispatch_overlaps else cpu + gpu
+
+
+def gemm_shape(kind: str, output_shapes: list[tuple[int, ...]] | list[list[int]]) -> GemmShape | None:
+    """The GEMM shape of a conv, linear, matmul or attention node from its output shape, else None."""
+    if not output_shapes or kind not in CONV_KINDS | FC_KINDS | GEMM_KINDS:
+        return None
+    out = tuple(output_shapes[0])
+    if len(out) < 2:
+        return None
+    numel = math.prod(out)
+    if kind in CONV_KINDS:
+        return 1, numel // out[1], out[1]
+    if kind == "matmul" and len(out) >= 3:
+        return numel // (out[-2] * out[-1]), out[-2], out[-1]
+    return 1, numel // out[-1], out[-1]
 
 
 def couple_energy(energy: CostModel, latency: CostModel) -> None:
@@ -197,6 +274,7 @@ class BoardInfo(StrictModel):
     precision: Literal["fp32", "fp16", "int8"]
     framework: str
     device: str = "cuda"
+    runtime: Literal["eager", "graph", "tensorrt"] = "eager"
 
 
 class Provenance(StrictModel):
@@ -230,45 +308,53 @@ class BoardProfile(StrictModel):
     latency_s: CostModel
     provenance: Provenance
     fit_quality: dict[str, float | str | dict[str, float]] | None = None
+    device: DeviceSpec | None = None
+    power_modes: dict[str, PowerMode] = Field(default_factory=dict)
+    precisions: dict[str, PrecisionSpec] = Field(default_factory=dict)
+    runtimes: dict[str, RuntimeSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> BoardProfile:
         check_schema_and_provenance(
             self.schema_version, self.coefficient_keys(), self.provenance.values, supported=SCHEMA_VERSIONS
         )
+        hardware = self.device is not None or self.power_modes or self.precisions or self.runtimes
+        if hardware and self.schema_version < 3:
+            raise ValueError("device, power_modes, precisions and runtimes need schema_version 3")
+        if self.power_modes and self.board.power_mode not in self.power_modes:
+            raise ValueError(f"board.power_mode {self.board.power_mode!r} must name one of power_modes")
+        if self.power_modes and self.device is None:
+            raise ValueError("power_modes need a [device] table (clocks are scaled against it)")
         if self.latency_s.static_power_w:
             raise ValueError("latency_s.static_power_w must be 0: static power belongs to energy_j")
         couple_energy(self.energy_j, self.latency_s)
         return self
 
     def coefficient_keys(self) -> list[str]:
-        """Dotted names of every coefficient the profile sets, e.g. ``energy_j.conv_per_mac``."""
-        return cost_table_keys({"energy_j": self.energy_j, "latency_s": self.latency_s})
+        """Dotted names of every coefficient the profile sets, e.g. ``energy_j.conv_per_mac``.
+
+        Hardware tables need one provenance entry each: ``device``, ``power_modes.MAXN``, ...
+        """
+        keys = cost_table_keys({"energy_j": self.energy_j, "latency_s": self.latency_s})
+        keys += ["device"] if self.device is not None else []
+        for table in ("power_modes", "precisions", "runtimes"):
+            keys += [f"{table}.{name}" for name in getattr(self, table)]
+        return keys
 
     def for_mode(self, mode: str) -> BoardProfile:
-        """This profile for an execution mode: ``eager`` (as fitted) or ``graph`` (CUDA-graph replay).
+        """This profile for a runtime mode: ``eager``, ``graph`` (CUDA graph) or ``tensorrt``.
 
-        Raises:
-            ConfigError: ``mode`` is neither.
+        Shorthand for :func:`splitprune.deploy.configure` with the profile's own precision and mode.
         """
-        if mode not in MODES:
-            raise ConfigError(f"unknown mode {mode!r}: use {' or '.join(MODES)}")
-        if mode == "eager":
-            return self
-        data = self.model_dump(exclude_unset=True)
-        # a CUDA-graph replay sees no CPU dispatch: no launch floors, no per-op network term
-        data["latency_s"] = {**data["latency_s"], "launch_floor": {}, "network_per_op": 0.0}
-        data["board"] = {**data["board"], "power_mode": f"{self.board.power_mode}, CUDA graph"}
-        values = dict(self.provenance.values)
-        values.setdefault("latency_s.launch_floor", "set to none: a CUDA graph replays without dispatch")
-        values.setdefault("latency_s.network_per_op", "set to 0: a CUDA graph replays without dispatch")
-        data["provenance"] = {**data["provenance"], "values": values}
-        return BoardProfile.model_validate(data)
+        from .deploy import configure
+
+        return configure(self, mode=mode)
 
     @property
     def name(self) -> str:
-        """Short human name, e.g. ``NVIDIA Jetson TX2 (MAXN, fp32)``."""
-        return f"{self.board.name} ({self.board.power_mode}, {self.board.precision})"
+        """Short human name, e.g. ``NVIDIA Jetson TX2 (MAXN, fp32)``, with the runtime unless eager."""
+        runtime = "" if self.board.runtime == "eager" else f", {self.board.runtime}"
+        return f"{self.board.name} ({self.board.power_mode}, {self.board.precision}{runtime})"
 
 
 REQUIRED_FIELDS: tuple[str, ...] = (

@@ -119,6 +119,7 @@ class LayerGraph:
             if annotated:
                 row["energy_j"] = attrs["energy_j"]
                 row["latency_s"] = attrs["latency_s"]
+                row["kernel"] = attrs.get("kernel")
             layers.append(row)
         return {
             "schema": "splitprune.estimate/1",
@@ -130,6 +131,7 @@ class LayerGraph:
             "total_params": self.total_params,
             "total_energy_j": self.total_energy_j if annotated else None,
             "total_latency_s": self.total_latency_s if annotated else None,
+            "gpu_kernels": len({r["kernel"] for r in layers if r.get("kernel")}) if annotated else None,
             "layers": layers,
         }
 

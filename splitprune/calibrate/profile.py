@@ -341,6 +341,17 @@ def _toml_table(name: str, table: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n" + "".join("\n" + t for t in nested)
 
 
+def board_toml(profile: BoardProfile, *, header: str) -> str:
+    """Any profile as TOML text under a one-line comment ``header``."""
+    document = profile.model_dump(exclude_none=True, exclude_unset=True)
+    parts = [f"# {header}", f"schema_version = {document.pop('schema_version')}\n"]
+    for name in ("board", "energy_j", "latency_s", "device", "power_modes", "precisions", "runtimes",
+                 "fit_quality", "provenance"):  # fmt: skip
+        if document.get(name):
+            parts.append(_toml_table(name, document[name]))
+    return "\n".join(parts)
+
+
 def profile_toml(calibration: Calibration) -> str:
     """The profile as TOML text, with a comment header saying what was and was not measured."""
     profile = calibration.profile

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..errors import SplitpruneError
 from . import app
 from .common import JsonOption, ModeOption, emit_json, people, status, write_atomic
 
@@ -18,9 +19,21 @@ __all__ = ["calibrate", "validate"]
 
 @app.command()
 def calibrate(
-    csv_path: Annotated[Path, typer.Argument(metavar="CSV", help="Sweep CSV from python -m measure sweep")],
-    name: Annotated[str, typer.Option(help="Board name written into the profile")],
-    out: Annotated[Path, typer.Option(help="Profile TOML to write (atomically)")],
+    csv_path: Annotated[
+        Path | None, typer.Argument(metavar="[CSV]", help="Sweep CSV from python -m measure sweep")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Board name written into the profile")] = None,
+    out: Annotated[Path, typer.Option(help="Profile TOML to write (atomically)")] = Path("profile.toml"),
+    networks: Annotated[
+        Path | None,
+        typer.Option(help="Whole-network CSV (python -m measure networks, or published figures) to fit"),
+    ] = None,
+    board: Annotated[
+        str | None, typer.Option(help="With --networks: the profile to refine (its [device] and power modes)")
+    ] = None,
+    board_filter: Annotated[
+        str | None, typer.Option(help="With --networks: use only rows whose board column is this")
+    ] = None,
     metric: Annotated[
         str, typer.Option(help="latency, or both / energy (energy needs a power sensor in the sweep)")
     ] = "both",
@@ -37,10 +50,18 @@ def calibrate(
     plot: Annotated[Path | None, typer.Option(help="Write a PNG: measured vs fitted per kernel mode")] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Fit a board profile (roofline slopes, launch floors, static power) to a sweep CSV."""
+    """Fit a board profile to a layer sweep CSV, to whole-network measurements (--networks), or both."""
     from ..calibrate import calibrate as fit_profile
     from ..calibrate import profile_toml, read_sweep
 
+    if networks is not None:
+        from .netcal import calibrate_networks
+
+        calibrate_networks(csv_path, networks, board=board, board_filter=board_filter, name=name, out=out,
+                           metric=metric, energy_basis=energy_basis, json_out=json_out)  # fmt: skip
+        return
+    if csv_path is None or name is None:
+        raise SplitpruneError("give a sweep CSV and --name (or --networks FILE --board BASE); see --help")
     data = read_sweep(csv_path)
     names = None if fit_networks is None else [n for n in fit_networks.split(",") if n and n != "none"]
     result = fit_profile(data, name=name, metric=metric, energy_basis=energy_basis, fit_networks=names)
@@ -87,8 +108,16 @@ def calibrate(
 
 @app.command()
 def validate(
-    csv_path: Annotated[Path, typer.Argument(metavar="CSV", help="Sweep CSV with [[network]] rows")],
-    board: Annotated[str, typer.Option(help="Board profile: a name or a path to a .toml")],
+    csv_path: Annotated[
+        Path | None, typer.Argument(metavar="[CSV]", help="Sweep CSV with [[network]] rows")
+    ] = None,
+    board: Annotated[str, typer.Option(help="Board profile: a name or a path to a .toml")] = "tx2",
+    networks: Annotated[
+        Path | None, typer.Option(help="Score against a whole-network CSV instead (measure networks format)")
+    ] = None,
+    board_filter: Annotated[
+        str | None, typer.Option(help="With --networks: use only rows whose board column is this")
+    ] = None,
     metric: Annotated[
         str | None,
         typer.Option(help="energy, latency or both (default: energy if the sweep measured it)"),
@@ -97,11 +126,18 @@ def validate(
     plot: Annotated[Path | None, typer.Option(help="Write a PNG: predicted vs measured")] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Compare a profile's predictions with the held-out networks measured in a sweep."""
+    """Compare a profile's predictions with the held-out networks of a sweep (or a --networks file)."""
     from ..board import load_board
     from ..calibrate import read_sweep
     from ..calibrate import validate as check
 
+    if networks is not None:
+        from .netcal import validate_networks_cli
+
+        validate_networks_cli(networks, board, board_filter=board_filter, json_out=json_out)
+        return
+    if csv_path is None:
+        raise SplitpruneError("give a sweep CSV or --networks FILE; see splitprune validate --help")
     data, profile = read_sweep(csv_path), load_board(board)
     measured_on = data.header("device", "")
     if measured_on and measured_on != profile.board.device:

@@ -25,6 +25,9 @@ __all__ = [
     "JsonOption",
     "ModeOption",
     "ModelArgument",
+    "PowerModeOption",
+    "PrecisionOption",
+    "deployed_board",
     "annotated_model",
     "emit_json",
     "parse_input_shape",
@@ -40,7 +43,14 @@ InputShapeOption = Annotated[
     str | None, typer.Option(help="Input shape like 1,3,224,224 (default: the model's own)")
 ]
 ModeOption = Annotated[
-    str, typer.Option(help="eager (PyTorch dispatches every op) or graph (a CUDA graph replay)")
+    str,
+    typer.Option(help="eager (PyTorch dispatches every op), graph (a CUDA graph replay) or tensorrt (fused)"),
+]
+PrecisionOption = Annotated[
+    str | None, typer.Option(help="fp32, fp16 or int8 (int8 with --mode tensorrt); default: the profile's")
+]
+PowerModeOption = Annotated[
+    str | None, typer.Option(help="nvpmodel power mode: name, alias (MAXN, MAXQ, MAXP) or number")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print only a JSON document on stdout")]
 
@@ -74,6 +84,16 @@ def parse_input_shape(
                 f"bad --input-shape {text!r}: give comma-separated positive integers like 1,3,224,224"
             )
     return shape if batch is None else (batch, *shape[1:])
+
+
+def deployed_board(
+    board: str, mode: str = "eager", precision: str | None = None, power_mode: str | None = None
+) -> BoardProfile:
+    """Load ``board`` and configure it for a runtime mode, precision and power mode."""
+    from ..board import load_board
+    from ..deploy import configure
+
+    return configure(load_board(board), mode=mode, precision=precision, power_mode=power_mode)
 
 
 def annotated_model(

@@ -14,6 +14,7 @@ from .common import (
     JsonOption,
     ModelArgument,
     ModeOption,
+    PrecisionOption,
     annotated_model,
     emit_json,
     people,
@@ -33,20 +34,89 @@ def estimate(
     plot: Annotated[Path | None, typer.Option(help="Write a PNG: per-layer energy and cut sizes")] = None,
     top: Annotated[int, typer.Option(help="Rows in the table (the costliest layers); 0 for all")] = 25,
     mode: ModeOption = "eager",
+    precision: PrecisionOption = None,
+    power_mode: Annotated[
+        str | None, typer.Option(help="nvpmodel power mode (name, alias or number), or 'all' to compare them")
+    ] = None,
+    deadline_ms: Annotated[
+        float | None, typer.Option(help="With --power-mode all: the latency each mode must meet, ms")
+    ] = None,
 ) -> None:
     """Estimate per-layer MACs, energy and latency of MODEL on a Jetson board."""
     from ..board import load_board
+    from ..deploy import configure
 
-    graph, _ = annotated_model(model, load_board(board).for_mode(mode), input_shape, batch=batch)
+    base = load_board(board)
+    if power_mode == "all":
+        _compare_power_modes(model, base, input_shape, batch, mode, precision, deadline_ms, json_out)
+        return
+    profile = configure(base, mode=mode, precision=precision, power_mode=power_mode)
+    graph, _ = annotated_model(model, profile, input_shape, batch=batch)
     if plot is not None:
         from ..plots.estimate import plot_estimate
 
         plot_estimate(graph, plot)
         status.print(f"plot written to {plot}")
+    document = {**graph.to_dict(), **_deployment(profile)}
     if json_out:
-        emit_json(graph.to_dict())
+        emit_json(document)
     else:
-        _print_table(graph.to_dict(), top)
+        _print_table(document, top)
+
+
+def _deployment(profile: Any) -> dict[str, Any]:
+    info = profile.board
+    return {"mode": info.runtime, "precision": info.precision, "power_mode": info.power_mode}
+
+
+def _compare_power_modes(
+    model: str,
+    base: Any,
+    input_shape: str | None,
+    batch: int | None,
+    mode: str,
+    precision: str | None,
+    deadline_ms: float | None,
+    json_out: bool,
+) -> None:
+    """Latency and energy of MODEL in every power mode of the board, and which mode to pick."""
+    from ..deploy import configure
+    from ..energy import annotate
+
+    names = list(base.power_modes) or [base.board.power_mode]
+    graph, _ = annotated_model(
+        model, configure(base, mode=mode, precision=precision), input_shape, batch=batch
+    )
+    rows = []
+    for name in names:
+        annotate(graph, configure(base, mode=mode, precision=precision, power_mode=name))
+        rows.append(
+            {"power_mode": name, "latency_s": graph.total_latency_s, "energy_j": graph.total_energy_j}
+        )
+    least = min(rows, key=lambda r: r["energy_j"])["power_mode"]
+    deadline_s = None if deadline_ms is None else deadline_ms / 1e3
+    meeting = [r for r in rows if deadline_s is None or r["latency_s"] <= deadline_s]
+    best = min(meeting, key=lambda r: r["energy_j"])["power_mode"] if meeting else None
+    document = {
+        "schema": "splitprune.power_modes/1", "model": model, "board": base.board.name, "mode": mode,
+        "precision": precision or base.board.precision, "input_shape": list(graph.input_shapes[0]),
+        "power_modes": rows, "least_energy": least, "deadline_s": deadline_s,
+        "least_energy_meeting_deadline": best,
+    }  # fmt: skip
+    if json_out:
+        emit_json(document)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{model} on {base.board.name} ({mode}, {document['precision']}), every power mode")
+    for column in ("power mode", "latency ms", "energy mJ"):
+        table.add_column(column, justify="left" if column == "power mode" else "right")
+    for row in rows:
+        table.add_row(row["power_mode"], f"{row['latency_s'] * 1e3:.2f}", f"{row['energy_j'] * 1e3:.1f}")
+    people.print(table)
+    people.print(f"least energy: {least}")
+    if deadline_s is not None:
+        people.print(f"least energy meeting {deadline_ms:g} ms: {best or 'none (no mode is fast enough)'}")
 
 
 def _print_table(doc: dict[str, Any], top: int) -> None:
@@ -74,5 +144,6 @@ def _print_table(doc: dict[str, Any], top: int) -> None:
         people.print(f"({len(layers) - len(shown)} cheaper layers not shown; --top 0 shows all)")
     people.print(
         f"total: {doc['total_macs'] / 1e9:.3f} GMAC, {doc['total_params'] / 1e6:.2f} M params, "
-        f"{total_j * 1e3:.1f} mJ, {doc['total_latency_s'] * 1e3:.2f} ms per inference"
+        f"{doc['gpu_kernels']} GPU kernels, {total_j * 1e3:.1f} mJ, "
+        f"{doc['total_latency_s'] * 1e3:.2f} ms per inference"
     )

@@ -15,6 +15,9 @@ from .common import (
     JsonOption,
     ModelArgument,
     ModeOption,
+    PowerModeOption,
+    PrecisionOption,
+    deployed_board,
     emit_json,
     people,
     status,
@@ -31,6 +34,8 @@ def plan(
     model: ModelArgument,
     board: BoardOption = "tx2",
     mode: ModeOption = "eager",
+    precision: PrecisionOption = None,
+    power_mode: PowerModeOption = None,
     link: Annotated[str, typer.Option(help="Link profile: wifi, lte, 5g, ble or a .toml")] = "wifi",
     server: Annotated[
         str | None, typer.Option(help="Server profile (gpu-server or a .toml); default: free server")
@@ -47,7 +52,10 @@ def plan(
     sweep_bandwidth: Annotated[
         str | None, typer.Option(help=f"LOW:HIGH[:N] bit/s: a plan for N rates (default {SWEEP_PLANS})")
     ] = None,
-    wire: Annotated[str, typer.Option(help="Intermediate tensors: fp32, fp16, int8 or ratio:R")] = "fp32",
+    wire: Annotated[
+        str | None,
+        typer.Option(help="Intermediate tensors: fp32, fp16, int8 or ratio:R (default: the --precision)"),
+    ] = None,
     input_wire: Annotated[
         str, typer.Option(help="The model's input: fp32, fp16, uint8, jpeg:QUALITY or a byte count")
     ] = "uint8",
@@ -70,7 +78,6 @@ def plan(
     """Plan MODEL's cut and device-side pruning to meet an energy budget or deadline at least cost."""
     import torch
 
-    from ..board import load_board
     from ..link import load_link, load_server
     from ..models import load_model
     from ..plan import PlanOptions
@@ -92,15 +99,16 @@ def plan(
         rates = [float(r) for r in np.geomspace(low, high, n)]
         if export is not None:
             raise SplitpruneError("--export writes one plan: give --rate-bps instead of --sweep-bandwidth")
+    profile, link_profile = deployed_board(board, mode, precision, power_mode), load_link(link)
     options = PlanOptions(
         objective=objective,
         energy_budget_j=None if energy_budget_mj is None else energy_budget_mj / 1e3,
         deadline_s=None if deadline_ms is None else deadline_ms / 1e3,
-        max_prune=max_prune, step_saliency=step, max_candidates=candidates, round_to=round_to, wire=wire,
+        max_prune=max_prune, step_saliency=step, max_candidates=candidates, round_to=round_to,
+        wire=wire or profile.board.precision,
         input_wire=input_wire,
         full_front=full_front,
     )
-    profile, link_profile = load_board(board).for_mode(mode), load_link(link)
     server_profile = load_server(server) if server is not None else None
     parse_input_shape(input_shape, default=(1,))  # a typo fails before the model loads
     torch.manual_seed(seed)

@@ -15,6 +15,9 @@ from .common import (
     JsonOption,
     ModelArgument,
     ModeOption,
+    PowerModeOption,
+    PrecisionOption,
+    deployed_board,
     emit_json,
     parse_input_shape,
     people,
@@ -29,6 +32,8 @@ def prune(
     model: ModelArgument,
     board: BoardOption = "tx2",
     mode: ModeOption = "eager",
+    precision: PrecisionOption = None,
+    power_mode: PowerModeOption = None,
     budget: Annotated[
         str, typer.Option(help="Fraction of baseline (0.5, 50%), joules (0.08J, 80mJ) or latency (12ms)")
     ] = "0.5",
@@ -60,7 +65,6 @@ def prune(
     """Prune MODEL until its estimated energy (or latency) on BOARD meets BUDGET."""
     import torch
 
-    from ..board import load_board
     from ..files import write_atomic
     from ..models import load_model
     from ..prune import Budget, BudgetError, PruneOptions, prune_to_budget
@@ -71,7 +75,7 @@ def prune(
     spec = Budget.parse(budget)
     if spec.relative and metric == "latency":
         spec = Budget(spec.value, metric="latency_s")
-    profile = load_board(board).for_mode(mode)
+    profile = deployed_board(board, mode, precision, power_mode)
     options = PruneOptions(
         round_to=round_to,
         ignore=tuple(ignore or ()),

@@ -15,7 +15,11 @@ from .common import (
     InputShapeOption,
     JsonOption,
     ModelArgument,
+    ModeOption,
+    PowerModeOption,
+    PrecisionOption,
     annotated_model,
+    deployed_board,
     emit_json,
     people,
     status,
@@ -65,7 +69,10 @@ def split(
     deadline_ms: Annotated[float | None, typer.Option(help="End-to-end latency limit, ms")] = None,
     energy_budget_mj: Annotated[float | None, typer.Option(help="Device energy limit, mJ")] = None,
     memory_mb: Annotated[float | None, typer.Option(help="Device memory limit (weights + peak), MB")] = None,
-    wire: Annotated[str, typer.Option(help="Intermediate tensors: fp32, fp16, int8 or ratio:R")] = "fp32",
+    wire: Annotated[
+        str | None,
+        typer.Option(help="Intermediate tensors: fp32, fp16, int8 or ratio:R (default: the --precision)"),
+    ] = None,
     input_wire: Annotated[
         str, typer.Option(help="The model's input: fp32, fp16, uint8, jpeg:QUALITY or a byte count")
     ] = "uint8",
@@ -79,13 +86,15 @@ def split(
     json_out: JsonOption = False,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of the trade-off (and the policy)")] = None,
     export: Annotated[Path | None, typer.Option(help="Write head/tail programs and a manifest here")] = None,
+    mode: ModeOption = "eager",
+    precision: PrecisionOption = None,
+    power_mode: PowerModeOption = None,
 ) -> None:
     """Find the device/server split of MODEL that minimises device energy (or latency) over a link."""
-    from ..board import load_board
     from ..link import load_link, load_server
     from ..split import InputWire, SplitOptions, SplitProblem, SplitSolver, WireFormat, bandwidth_policy
 
-    profile, link_profile = load_board(board), load_link(link)
+    profile, link_profile = deployed_board(board, mode, precision, power_mode), load_link(link)
     server_profile = load_server(server) if server is not None else None
     if downlink and link_profile.downlink is None:
         raise SplitpruneError(f"link {link!r} has no [downlink] table; add one or drop --downlink")
@@ -97,7 +106,7 @@ def split(
         downlink=downlink, method=method, cross_check=method == "auto",
     )
     sweep = parse_rate_range(sweep_bandwidth) if sweep_bandwidth is not None else None
-    fmt, fmt_in = WireFormat.parse(wire), InputWire.parse(input_wire)
+    fmt, fmt_in = WireFormat.parse(wire or profile.board.precision), InputWire.parse(input_wire)
     if rate_bps is not None and not rate_bps > 0:
         raise SplitpruneError(f"--rate-bps must be positive, got {rate_bps}")
     graph, example = annotated_model(model, profile, input_shape, runnable=export is not None)

@@ -10,7 +10,7 @@ from torch import nn
 from splitprune import annotate, load_board, trace
 from splitprune.errors import ConfigError
 
-SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "boards" / "tx2.toml"
+SHIPPED = Path(__file__).resolve().parent / "tx2_schema2.toml"  # the schema-2 TX2 profile of splitprune 0.1
 
 
 @pytest.mark.parametrize("name", ["tx2", "xavier-nx"])

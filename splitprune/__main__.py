@@ -1,0 +1,5 @@
+"""``python -m splitprune``: the command line."""
+
+from .cli import main
+
+main()
