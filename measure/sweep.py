@@ -45,7 +45,15 @@ from .sensor_facts import block_power, idle_block_s, measure_sensor_facts, time_
 from .sensors import PowerSensor
 from .window import WindowPlan, plan_window
 
-__all__ = ["MIN_RATE_FRACTION", "SweepSummary", "check_method", "measure_point", "run_sweep", "summarize"]
+__all__ = [
+    "MIN_RATE_FRACTION",
+    "SweepSummary",
+    "check_method",
+    "measure_point",
+    "measure_run",
+    "run_sweep",
+    "summarize",
+]
 
 # Two-sided 95 % Student-t quantiles for 1..30 degrees of freedom; 1.96 beyond.
 _T95 = (
@@ -277,11 +285,31 @@ def measure_point(
             return {"point_id": point.point_id, "op": point.op, **info, "mode": method.mode, **row}
         for _ in range(2):
             run()
-        for _ in range(method.retries + 1):
-            row = _attempt(run, per_run, sensor, method, plan)
-            if row["status"] == "ok":
-                break
+        row = measure_run(run, per_run, sensor, method, plan)
     return {"point_id": point.point_id, "op": point.op, **info, "mode": method.mode, **row}
+
+
+def measure_run(
+    run: Callable[[], Any], per_run: int, sensor: PowerSensor, method: Method, plan: WindowPlan
+) -> dict[str, Any]:
+    """Settled idle, then ``method.windows`` windows of ``run`` (retried while the reading is bad).
+
+    Args:
+        run: What one call runs (warmed up, graph captured).
+        per_run: Inferences one call runs.
+        sensor: Power sensor.
+        method: Windows, idle and retry settings.
+        plan: Window lengths.
+
+    Returns:
+        The row's measured columns (latency, energy and power statistics, ``status``, ``note``).
+    """
+    row: dict[str, Any] = {}
+    for _ in range(method.retries + 1):
+        row = _attempt(run, per_run, sensor, method, plan)
+        if row["status"] == "ok":
+            break
+    return row
 
 
 def _default_plan(sensor: PowerSensor, method: Method) -> WindowPlan:
