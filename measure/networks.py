@@ -260,7 +260,7 @@ def _torch_row(
             raise SweepError(f"CUDA graph capture failed ({_reason(exc)})") from None
         for _ in range(2):
             run()
-        row = measure_run(run, per_run, sensor, method, plan)
+        row = measure_run(run, per_run, sensor, method, plan, need_net=False)  # gross energy only
         if row["status"] != "ok":
             raise SweepError(f"bad reading after {method.retries} retries ({row['note']})")
         gpu_ms = _gpu_time_ms(run, per_run) if method.device == "cuda" else None

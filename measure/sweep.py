@@ -187,7 +187,9 @@ def _settled_idle(sensor: PowerSensor, method: Method, plan: WindowPlan) -> Idle
     )
 
 
-def _problem(row: dict[str, Any], sensor: PowerSensor, method: Method, ticks: list[int]) -> str:
+def _problem(
+    row: dict[str, Any], sensor: PowerSensor, method: Method, ticks: list[int], *, need_net: bool = True
+) -> str:
     if not all(math.isfinite(v) and v > 0 for v in (row["latency_s_mean"], row["latency_s_median"])):
         return "non-finite or zero latency"
     if not sensor.measures_energy:
@@ -203,13 +205,18 @@ def _problem(row: dict[str, Any], sensor: PowerSensor, method: Method, ticks: li
             return f"only {row['samples_min']} samples in a window (< {method.min_samples})"
         if not rate_hz >= MIN_RATE_FRACTION * wanted_hz:
             return f"sampler starved: {rate_hz:.0f} of {wanted_hz:.0f} samples/s"
-    if row["net_energy_j_mean"] <= 0:
+    if need_net and row["net_energy_j_mean"] <= 0:
         return "net energy <= 0 (power not above settled idle)"
     return ""
 
 
 def _attempt(
-    run: Callable[[], Any], per_run: int, sensor: PowerSensor, method: Method, plan: WindowPlan
+    run: Callable[[], Any],
+    per_run: int,
+    sensor: PowerSensor,
+    method: Method,
+    plan: WindowPlan,
+    need_net: bool,
 ) -> dict[str, Any]:
     idle = _settled_idle(sensor, method, plan) if sensor.measures_energy else None
     latencies, gross, net, powers, samples, spans, rates, ticks, inferences = ([] for _ in range(9))
@@ -241,7 +248,7 @@ def _attempt(
         row["sample_rate_hz"] = min(rates, key=lambda r: r if math.isfinite(r) else -1.0)
         row["idle_settle_s"] = idle.settle_s
         row["idle_settled"] = str(idle.settled).lower()
-    problem = _problem(row, sensor, method, ticks)
+    problem = _problem(row, sensor, method, ticks, need_net=need_net)
     row["status"], row["note"] = ("flagged", problem) if problem else ("ok", "")
     return row
 
@@ -290,7 +297,13 @@ def measure_point(
 
 
 def measure_run(
-    run: Callable[[], Any], per_run: int, sensor: PowerSensor, method: Method, plan: WindowPlan
+    run: Callable[[], Any],
+    per_run: int,
+    sensor: PowerSensor,
+    method: Method,
+    plan: WindowPlan,
+    *,
+    need_net: bool = True,
 ) -> dict[str, Any]:
     """Settled idle, then ``method.windows`` windows of ``run`` (retried while the reading is bad).
 
@@ -300,13 +313,15 @@ def measure_run(
         sensor: Power sensor.
         method: Windows, idle and retry settings.
         plan: Window lengths.
+        need_net: Whether a net energy <= 0 (power not above settled idle) is a bad reading; callers that
+            report gross energy only pass False.
 
     Returns:
         The row's measured columns (latency, energy and power statistics, ``status``, ``note``).
     """
     row: dict[str, Any] = {}
     for _ in range(method.retries + 1):
-        row = _attempt(run, per_run, sensor, method, plan)
+        row = _attempt(run, per_run, sensor, method, plan, need_net)
         if row["status"] == "ok":
             break
     return row
