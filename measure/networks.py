@@ -232,10 +232,11 @@ def _torch_row(
     module = network.module.to(device=method.device, dtype=dtype).eval()
     inputs = torch.randn(batch, 3, *hw, device=method.device, dtype=dtype)
     note = ""
-    with torch.inference_mode():
-        if options.mode == "tensorrt":
+    if options.mode == "tensorrt":  # compiled outside inference mode, as torch-tensorrt expects
+        with torch.no_grad():
             module = trt.compile_torch_tensorrt(module, inputs, precision=options.precision)
-            note = "torch-tensorrt compile"
+        note = "torch-tensorrt compile"
+    with torch.inference_mode():
         try:
             module(inputs)
         except Exception as exc:  # the model does not run on this input (too small, wrong channels ...)

@@ -263,3 +263,25 @@ def test_a_foreign_csv_is_refused(tmp_path: Path):
     with pytest.raises(SweepError, match="is not a networks CSV"):
         NetworkCsv(other)
     assert other.read_text() == "run_id,point_id\nr1,x\n"
+
+
+def test_backend_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    import measure.tensorrt as trt
+
+    installed = {"torch_tensorrt", "onnx"}
+    monkeypatch.setattr(trt, "find_spec", lambda name: object() if name in installed else None)
+    trtexec = tmp_path / "trtexec"
+    trtexec.write_text("")
+    assert trt.pick_backend("auto", precision="fp16", trtexec=trtexec) == "torch-tensorrt"
+    assert trt.pick_backend("auto", precision="int8", trtexec=trtexec) == "trtexec"  # int8 needs calibration
+    assert trt.pick_backend("trtexec", precision="fp32", trtexec=trtexec) == "trtexec"
+    with pytest.raises(SweepError, match="int8 through torch-tensorrt needs calibration"):
+        trt.pick_backend("torch-tensorrt", precision="int8", trtexec=None)
+    installed.discard("onnx")
+    with pytest.raises(SweepError, match="pip install onnx"):
+        trt.pick_backend("auto", precision="int8", trtexec=trtexec)
+    installed.discard("torch_tensorrt")
+    with pytest.raises(SweepError, match="needs torch-tensorrt or trtexec"):
+        trt.pick_backend("auto", precision="fp16", trtexec=None)
+    with pytest.raises(SweepError, match="is not a file"):
+        trt.find_trtexec(tmp_path / "missing")
