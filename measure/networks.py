@@ -300,7 +300,7 @@ def _trtexec_row(
     with tempfile.TemporaryDirectory(prefix="measure-trt-") as folder:
         onnx, engine = Path(folder) / "model.onnx", Path(folder) / "model.engine"
         example = torch.randn(batch, 3, *hw)
-        with torch.inference_mode():
+        with torch.no_grad():
             trt.export_onnx(network.module.float().eval(), example, onnx)
         trt.build_engine(trtexec, onnx, engine, precision=options.precision)
         idle = None
