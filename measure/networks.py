@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -32,12 +31,11 @@ import torch
 from . import tensorrt as trt
 from .errors import SweepError
 from .grid import Method
-from .idle import settle_idle
 from .models import Network, load_network
 from .modes import make_runner
 from .network_csv import NetworkCsv, row_key
 from .record import collect_environment
-from .sensor_facts import block_power, idle_block_s, measure_sensor_facts
+from .sensor_facts import measure_sensor_facts
 from .sensors import PowerSensor
 from .sweep import measure_run
 from .window import WindowPlan
@@ -284,71 +282,6 @@ def _torch_row(
     }
 
 
-def _trtexec_row(
-    network: Network,
-    batch: int,
-    hw: tuple[int, int],
-    options: NetworkOptions,
-    sensor: PowerSensor,
-    plan: WindowPlan,
-) -> dict[str, Any]:
-    """Export, build and time with trtexec; the sensor samples over trtexec's steady inference phase."""
-    method = options.method
-    trtexec = trt.find_trtexec(options.trtexec)
-    assert trtexec is not None  # check_options found it
-    duration_s = max(2.0, math.ceil(plan.lead_s + plan.target_s * method.windows + plan.tail_s + 1.0))
-    with tempfile.TemporaryDirectory(prefix="measure-trt-") as folder:
-        onnx, engine = Path(folder) / "model.onnx", Path(folder) / "model.engine"
-        example = torch.randn(batch, 3, *hw)
-        with torch.no_grad():
-            trt.export_onnx(network.module.float().eval(), example, onnx)
-        trt.build_engine(trtexec, onnx, engine, precision=options.precision)
-        idle = None
-        if sensor.measures_energy:
-            idle = settle_idle(
-                block_power(sensor, plan.tail_s),
-                block_s=idle_block_s(method.idle_s, plan.lead_s),
-                tolerance=method.idle_tolerance,
-                max_s=method.idle_settle_max_s,
-            )
-        sensor.begin_window()
-        try:
-            timing = trt.run_trtexec(
-                trtexec, engine, duration_s=duration_s, warmup_s=method.warmup_s, clock=sensor.now
-            )
-        except BaseException:
-            sensor.end_window()
-            raise
-        started_s = timing.inference_start_s
-        span = None
-        if started_s is not None:  # steady inference: after the warm-up and a lead, up to the last second
-            steady_s = started_s + method.warmup_s
-            span = (steady_s + plan.lead_s, min(steady_s + duration_s - 1.0, timing.end_s))
-        measurement = sensor.end_window(span=span)
-    times = timing.times
-    note = (
-        f"trtexec{' ' + times.tensorrt_version if times.tensorrt_version else ''}, {duration_s:.0f} s timed"
-    )
-    note += ", latency = mean host latency, GPU time = mean GPU compute time"
-    if options.precision == "int8":
-        note += "; int8 without calibration data (trtexec's random dynamic ranges): timing only, not accuracy"
-    power_w = None
-    if sensor.measures_energy:
-        power_w = measurement.mean_power_w
-        if started_s is None:
-            note += "; no power: trtexec did not log 'Starting inference'"
-            power_w = None
-        elif power_w is None or not math.isfinite(power_w):
-            raise SweepError("non-finite power over trtexec's inference phase; check the sensor")
-    return {
-        "latency_ms": times.latency_ms,
-        "gpu_latency_ms": times.gpu_latency_ms,
-        "power_w": power_w,
-        "idle_power_w": None if idle is None else idle.power_w,
-        "note": note,
-    }
-
-
 def run_networks(
     options: NetworkOptions,
     *,
@@ -421,9 +354,20 @@ def run_networks(
                 plan = facts.plan
                 report(f"sensor {sensor.name}: {facts.describe()}")
             report(f"{network.name} batch {batch} {runtime} {options.precision} ...")
-            measure = _trtexec_row if backend == "trtexec" else _torch_row
             try:
-                values = measure(network, batch, hw, options, sensor, plan)
+                if backend == "trtexec":
+                    values = trt.measure_with_trtexec(
+                        network.module,
+                        batch=batch,
+                        hw=hw,
+                        precision=options.precision,
+                        trtexec=trt.find_trtexec(options.trtexec),
+                        sensor=sensor,
+                        method=method,
+                        plan=plan,
+                    )
+                else:
+                    values = _torch_row(network, batch, hw, options, sensor, plan)
             except SweepError as exc:
                 report(f"warning: {network.name} batch {batch} not written: {exc}")
                 failed += 1

@@ -11,14 +11,17 @@ Two backends, chosen by :func:`pick_backend`:
   ranges, fine for timing, not for accuracy), then timed in a second run while the power sensor samples.
   Latency is trtexec's mean host ``Latency`` and GPU time its mean ``GPU Compute Time``
   (:func:`parse_trtexec_log`). Power is taken over the timing phase only: it starts when trtexec logs
-  ``Starting inference`` and ends before its last second of inference.
+  ``Starting inference`` (plus its warm-up and the sensor's lead) and ends before its last second of
+  inference (:func:`measure_with_trtexec`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from importlib.util import find_spec
@@ -26,6 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SweepError
+from .grid import Method
+from .idle import settle_idle
+from .sensor_facts import block_power, idle_block_s
+from .sensors import PowerSensor
+from .window import WindowPlan
 
 __all__ = [
     "BACKENDS",
@@ -34,6 +42,7 @@ __all__ = [
     "TrtexecTimes",
     "compile_torch_tensorrt",
     "find_trtexec",
+    "measure_with_trtexec",
     "parse_trtexec_log",
     "pick_backend",
     "run_trtexec",
@@ -275,3 +284,89 @@ def run_trtexec(
         errors = [line for line in lines if "[E]" in line] or lines[-1:] or ["no output"]
         raise SweepError(f"trtexec failed ({errors[-1].strip()[:200]}); run {' '.join(command)}")
     return TrtexecRun(parse_trtexec_log(text), start_s, end_s)
+
+
+def measure_with_trtexec(
+    module: Any,
+    *,
+    batch: int,
+    hw: tuple[int, int],
+    precision: str,
+    trtexec: Path | None,
+    sensor: PowerSensor,
+    method: Method,
+    plan: WindowPlan,
+) -> dict[str, Any]:
+    """Export, build and time ``module`` with trtexec while ``sensor`` samples its steady inference.
+
+    Args:
+        module: The network (fp32; exported as is).
+        batch: Batch size (fixed in the export).
+        hw: Input height and width in pixels.
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        trtexec: The trtexec binary (:func:`find_trtexec`).
+        sensor: Power sensor (a time-only one leaves the power empty).
+        method: Warm-up and idle settings.
+        plan: Window lengths: the timed phase holds ``method.windows`` of them.
+
+    Returns:
+        The row's ``latency_ms``, ``gpu_latency_ms``, ``power_w``, ``idle_power_w`` and ``note``.
+
+    Raises:
+        SweepError: Export, build or timing failed, or the power reading is not finite.
+    """
+    import torch
+
+    if trtexec is None:
+        raise SweepError(REFUSAL)
+    duration_s = max(2.0, math.ceil(plan.lead_s + plan.target_s * method.windows + plan.tail_s + 1.0))
+    with tempfile.TemporaryDirectory(prefix="measure-trt-") as folder:
+        onnx, engine = Path(folder) / "model.onnx", Path(folder) / "model.engine"
+        example = torch.randn(batch, 3, *hw)
+        with torch.no_grad():
+            export_onnx(module.float().eval(), example, onnx)
+        build_engine(trtexec, onnx, engine, precision=precision)
+        idle = None
+        if sensor.measures_energy:
+            idle = settle_idle(
+                block_power(sensor, plan.tail_s),
+                block_s=idle_block_s(method.idle_s, plan.lead_s),
+                tolerance=method.idle_tolerance,
+                max_s=method.idle_settle_max_s,
+            )
+        sensor.begin_window()
+        try:
+            timing = run_trtexec(
+                trtexec, engine, duration_s=duration_s, warmup_s=method.warmup_s, clock=sensor.now
+            )
+        except BaseException:
+            sensor.end_window()
+            raise
+        started_s = timing.inference_start_s
+        span = None
+        if started_s is not None:  # steady inference: after the warm-up and a lead, up to the last second
+            steady_s = started_s + method.warmup_s
+            span = (steady_s + plan.lead_s, min(steady_s + duration_s - 1.0, timing.end_s))
+        measurement = sensor.end_window(span=span)
+    times = timing.times
+    note = (
+        f"trtexec{' ' + times.tensorrt_version if times.tensorrt_version else ''}, {duration_s:.0f} s timed"
+    )
+    note += ", latency = mean host latency, GPU time = mean GPU compute time"
+    if precision == "int8":
+        note += "; int8 without calibration data (trtexec's random dynamic ranges): timing only, not accuracy"
+    power_w = None
+    if sensor.measures_energy:
+        power_w = measurement.mean_power_w
+        if started_s is None:
+            note += "; no power: trtexec did not log 'Starting inference'"
+            power_w = None
+        elif power_w is None or not math.isfinite(power_w):
+            raise SweepError("non-finite power over trtexec's inference phase; check the sensor")
+    return {
+        "latency_ms": times.latency_ms,
+        "gpu_latency_ms": times.gpu_latency_ms,
+        "power_w": power_w,
+        "idle_power_w": None if idle is None else idle.power_w,
+        "note": note,
+    }
