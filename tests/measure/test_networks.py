@@ -285,3 +285,29 @@ def test_backend_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         trt.pick_backend("auto", precision="fp16", trtexec=None)
     with pytest.raises(SweepError, match="is not a file"):
         trt.find_trtexec(tmp_path / "missing")
+
+
+def test_torch_tensorrt_compiles_then_times_like_eager(monkeypatch: pytest.MonkeyPatch):
+    import types
+
+    import torch
+
+    import measure.networks as networks
+    from measure import NullSensor
+    from measure.grid import Method
+    from measure.models import load_network
+    from measure.sensor_facts import time_only_plan
+
+    compiled: list[dict] = []
+
+    def compile(module, *, inputs, enabled_precisions):  # what torch_tensorrt.compile receives
+        compiled.append({"shape": tuple(inputs[0].shape), "precisions": enabled_precisions})
+        return module
+
+    monkeypatch.setitem(sys.modules, "torch_tensorrt", types.SimpleNamespace(compile=compile))
+    method = Method(device="cpu", windows=2, window_s=0.05, warmup_s=0.0)
+    options = networks.NetworkOptions(models=(TINY,), batches=(2,), mode="tensorrt", method=method)
+    values = networks._torch_row(load_network(TINY), 2, (8, 8), options, NullSensor(), time_only_plan(0.05))
+    assert compiled == [{"shape": (2, 3, 8, 8), "precisions": {torch.float32}}]
+    assert values["latency_ms"] > 0 and values["power_w"] is None
+    assert values["note"].startswith("torch-tensorrt compile; 2 windows")
