@@ -1,6 +1,7 @@
 """measure: on-board power and latency sweeps that feed ``splitprune calibrate``.
 
-Runs on the board with only the standard library, numpy, torch and tqdm (torchvision for network rows);
+Runs on the board with only the standard library, numpy, torch and tqdm (torchvision for network rows,
+onnx for TensorRT through trtexec);
 it never imports ``splitprune``. Data flows one way: ``measure`` writes a CSV, ``splitprune calibrate``
 reads it.
 
@@ -17,6 +18,10 @@ reads it.
 - :mod:`measure.record`: the append-only, resumable sweep CSV and its run header.
 - :mod:`measure.sensor_facts`: what a sweep measures about its sensor before the first point.
 - :mod:`measure.sweep`: the measurement method and :func:`run_sweep`.
+- :mod:`measure.models`: whole networks named ``torchvision:NAME``, ``pkg.mod:fn`` or ``file.py:fn``.
+- :mod:`measure.tensorrt`: TensorRT through torch-tensorrt or ``trtexec`` (and its log parser).
+- :mod:`measure.network_csv`: the whole-network CSV (the ``jetson_published/networks.csv`` columns).
+- :mod:`measure.networks`: :func:`run_networks`, whole networks eager, as CUDA graphs or in TensorRT.
 
 Attributes are imported on first use, so that the sampling process (which imports
 :mod:`measure.sampler`) does not import torch.
@@ -36,6 +41,8 @@ if TYPE_CHECKING:
     from .grid import load_grid as load_grid
     from .ina3221 import Ina3221Sensor as Ina3221Sensor
     from .jtop_sensor import JtopSensor as JtopSensor
+    from .networks import NetworkOptions as NetworkOptions
+    from .networks import run_networks as run_networks
     from .nvml import NvmlSensor as NvmlSensor
     from .sensors import Measurement as Measurement
     from .sensors import NullSensor as NullSensor
@@ -53,6 +60,8 @@ _EXPORTS = {
     "load_grid": "grid",
     "Ina3221Sensor": "ina3221",
     "JtopSensor": "jtop_sensor",
+    "NetworkOptions": "networks",
+    "run_networks": "networks",
     "NvmlSensor": "nvml",
     "Measurement": "sensors",
     "NullSensor": "sensors",

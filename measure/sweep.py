@@ -45,7 +45,15 @@ from .sensor_facts import block_power, idle_block_s, measure_sensor_facts, time_
 from .sensors import PowerSensor
 from .window import WindowPlan, plan_window
 
-__all__ = ["MIN_RATE_FRACTION", "SweepSummary", "check_method", "measure_point", "run_sweep", "summarize"]
+__all__ = [
+    "MIN_RATE_FRACTION",
+    "SweepSummary",
+    "check_method",
+    "measure_point",
+    "measure_run",
+    "run_sweep",
+    "summarize",
+]
 
 # Two-sided 95 % Student-t quantiles for 1..30 degrees of freedom; 1.96 beyond.
 _T95 = (
@@ -179,7 +187,9 @@ def _settled_idle(sensor: PowerSensor, method: Method, plan: WindowPlan) -> Idle
     )
 
 
-def _problem(row: dict[str, Any], sensor: PowerSensor, method: Method, ticks: list[int]) -> str:
+def _problem(
+    row: dict[str, Any], sensor: PowerSensor, method: Method, ticks: list[int], *, need_net: bool = True
+) -> str:
     if not all(math.isfinite(v) and v > 0 for v in (row["latency_s_mean"], row["latency_s_median"])):
         return "non-finite or zero latency"
     if not sensor.measures_energy:
@@ -195,13 +205,18 @@ def _problem(row: dict[str, Any], sensor: PowerSensor, method: Method, ticks: li
             return f"only {row['samples_min']} samples in a window (< {method.min_samples})"
         if not rate_hz >= MIN_RATE_FRACTION * wanted_hz:
             return f"sampler starved: {rate_hz:.0f} of {wanted_hz:.0f} samples/s"
-    if row["net_energy_j_mean"] <= 0:
+    if need_net and row["net_energy_j_mean"] <= 0:
         return "net energy <= 0 (power not above settled idle)"
     return ""
 
 
 def _attempt(
-    run: Callable[[], Any], per_run: int, sensor: PowerSensor, method: Method, plan: WindowPlan
+    run: Callable[[], Any],
+    per_run: int,
+    sensor: PowerSensor,
+    method: Method,
+    plan: WindowPlan,
+    need_net: bool,
 ) -> dict[str, Any]:
     idle = _settled_idle(sensor, method, plan) if sensor.measures_energy else None
     latencies, gross, net, powers, samples, spans, rates, ticks, inferences = ([] for _ in range(9))
@@ -233,7 +248,7 @@ def _attempt(
         row["sample_rate_hz"] = min(rates, key=lambda r: r if math.isfinite(r) else -1.0)
         row["idle_settle_s"] = idle.settle_s
         row["idle_settled"] = str(idle.settled).lower()
-    problem = _problem(row, sensor, method, ticks)
+    problem = _problem(row, sensor, method, ticks, need_net=need_net)
     row["status"], row["note"] = ("flagged", problem) if problem else ("ok", "")
     return row
 
@@ -277,11 +292,39 @@ def measure_point(
             return {"point_id": point.point_id, "op": point.op, **info, "mode": method.mode, **row}
         for _ in range(2):
             run()
-        for _ in range(method.retries + 1):
-            row = _attempt(run, per_run, sensor, method, plan)
-            if row["status"] == "ok":
-                break
+        row = measure_run(run, per_run, sensor, method, plan)
     return {"point_id": point.point_id, "op": point.op, **info, "mode": method.mode, **row}
+
+
+def measure_run(
+    run: Callable[[], Any],
+    per_run: int,
+    sensor: PowerSensor,
+    method: Method,
+    plan: WindowPlan,
+    *,
+    need_net: bool = True,
+) -> dict[str, Any]:
+    """Settled idle, then ``method.windows`` windows of ``run`` (retried while the reading is bad).
+
+    Args:
+        run: What one call runs (warmed up, graph captured).
+        per_run: Inferences one call runs.
+        sensor: Power sensor.
+        method: Windows, idle and retry settings.
+        plan: Window lengths.
+        need_net: Whether a net energy <= 0 (power not above settled idle) is a bad reading; callers that
+            report gross energy only pass False.
+
+    Returns:
+        The row's measured columns (latency, energy and power statistics, ``status``, ``note``).
+    """
+    row: dict[str, Any] = {}
+    for _ in range(method.retries + 1):
+        row = _attempt(run, per_run, sensor, method, plan, need_net)
+        if row["status"] == "ok":
+            break
+    return row
 
 
 def _default_plan(sensor: PowerSensor, method: Method) -> WindowPlan:
