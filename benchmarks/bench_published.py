@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def rows_table(rows: list) -> list[dict]:
         if not subset:
             continue
         for scored in validate_networks(sp.load_board(name), subset).rows:
+            if "skipped" in scored:
+                print(f"skipped {board} {scored['label']}: {scored['skipped']}", file=sys.stderr)
+                continue
             out.append({"board": board, "profile": name, "in_sample": board in FITTED, **scored})
     return out
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..board import BoardProfile
+from ..errors import ConfigError
 from .netfit import NetworkFit
 from .published import NetworkRow
 
@@ -86,15 +87,17 @@ class NetworkScore:
 
     Attributes:
         rows: ``label``, ``measured_s``, ``predicted_s``, ``latency_error``, ``measured_j``,
-            ``predicted_j``, ``energy_error`` per row (energy None without a measurement).
+            ``predicted_j``, ``energy_error`` per row (energy None without a measurement), or
+            ``skipped`` with the reason where the profile cannot price the row.
     """
 
     rows: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON document body: the rows and MAPEs."""
-        lat = [abs(r["latency_error"]) for r in self.rows]
-        eng = [abs(r["energy_error"]) for r in self.rows if r["energy_error"] is not None]
+        scored = [r for r in self.rows if "skipped" not in r]
+        lat = [abs(r["latency_error"]) for r in scored]
+        eng = [abs(r["energy_error"]) for r in scored if r["energy_error"] is not None]
         return {
             "latency_mape": float(np.mean(lat)) if lat else None,
             "energy_mape": float(np.mean(eng)) if eng else None,
@@ -110,7 +113,11 @@ def validate_networks(profile: BoardProfile, rows: list[NetworkRow]) -> NetworkS
 
     scored = []
     for row in rows:
-        configured = configure(profile, mode=row.mode, precision=row.precision, power_mode=row.power_mode)
+        try:
+            configured = configure(profile, mode=row.mode, precision=row.precision, power_mode=row.power_mode)
+        except ConfigError as exc:  # a custom power mode (MLPerf's MaxQ) or a precision the board lacks
+            scored.append({"label": row.label, "model": row.model, "skipped": str(exc)})
+            continue
         graph = annotate(_graph(row.model, row.input_shape), configured)
         predicted_j = graph.total_energy_j
         scored.append({

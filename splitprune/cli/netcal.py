@@ -89,6 +89,9 @@ def validate_networks_cli(networks: Path, board: str, *, board_filter: str | Non
     for column in ("row", "measured ms", "predicted ms", "error", "measured mJ", "predicted mJ", "error "):
         table.add_column(column, justify="left" if column == "row" else "right")
     for row in score["rows"]:
+        if "skipped" in row:
+            status.print(f"skipped {row['label']}: {row['skipped']}")
+            continue
         energy = (
             ("", "", "")
             if row["energy_error"] is None
