@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from ..board import CostModel
+from ..board import CostModel, GemmShape, gemm_shape
 from ..graph import LayerGraph
 from .swin import is_window_attention
 
@@ -62,6 +62,7 @@ class _Node:
     fixed_bytes: float = 0.0  # attention: inputs that follow the heads, not the channels (Swin's bias)
     attention: bool = False  # the width is the module's input width; MACs and weights scale with its square
     dispatches: int = 1  # ATen ops the node runs (the board's launch floor of kinds it has not measured)
+    shape: GemmShape | None = None  # GEMM (batches, rows, cols) when traced; cols follow the output channels
 
 
 @dataclass
@@ -149,6 +150,7 @@ class ChannelModel:
                     depthwise=depthwise,
                     base_in_total=base_in_total,
                     dispatches=int(attrs.get("dispatches", 1)),
+                    shape=gemm_shape(attrs["kind"], attrs["output_shapes"]),
                     **extra,
                 )
             )
@@ -185,7 +187,8 @@ class ChannelModel:
                 scaled = node.mem_bytes - node.weight_bytes - node.fixed_bytes
                 mem = node.weight_bytes * width * width + node.fixed_bytes + scaled * width
                 cost = self.cost_model.layer_cost(
-                    node.kind, macs=round(macs), mem_bytes=round(mem), kernels=0, dispatches=node.dispatches
+                    node.kind, macs=round(macs), mem_bytes=round(mem), kernels=0, dispatches=node.dispatches,
+                    shape=_scaled(node.shape, width),
                 )
                 return width, cost
             if isinstance(module, nn.Linear):
@@ -210,7 +213,8 @@ class ChannelModel:
                 + node.weight_bytes * in_frac * out_frac
             )
             cost = self.cost_model.layer_cost(
-                node.kind, macs=round(macs), mem_bytes=round(mem), kernels=kernels, dispatches=node.dispatches
+                node.kind, macs=round(macs), mem_bytes=round(mem), kernels=kernels, dispatches=node.dispatches,
+                shape=_scaled(node.shape, out_frac),
             )
             return out_frac, cost
         if not node.preds:
@@ -227,6 +231,7 @@ class ChannelModel:
             mem_bytes=round(node.mem_bytes * out_frac),
             kernels=node.kernels,
             dispatches=node.dispatches,
+            shape=node.shape,
         )
         return out_frac, cost
 
@@ -360,3 +365,11 @@ def _channels(shapes: list[tuple[int, ...]]) -> int:
     if shapes and len(shapes[0]) >= 2:
         return int(shapes[0][1])
     return 0
+
+
+def _scaled(shape: GemmShape | None, cols_frac: float) -> GemmShape | None:
+    """``shape`` with its columns (output channels) scaled by ``cols_frac``."""
+    if shape is None:
+        return None
+    batches, rows, cols = shape
+    return batches, rows, max(1, round(cols * cols_frac))
