@@ -1,5 +1,6 @@
-"""``python -m splitprune``: the command line."""
+"""``python -m splitprune``: the same console as the ``splitprune`` script."""
 
-from .cli import main
+from splitprune.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

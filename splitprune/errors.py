@@ -29,3 +29,7 @@ class TraceError(SplitpruneError):
 
 class DataError(SplitpruneError):
     """A measurement CSV or other data file is malformed."""
+
+
+class OutputError(SplitpruneError):
+    """A result cannot be written where the user asked (a missing permission, a file in the way)."""

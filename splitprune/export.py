@@ -24,7 +24,7 @@ import torch
 import torch.fx as fx
 
 from .errors import SplitpruneError
-from .files import write_atomic
+from .files import make_directory, write_atomic
 
 __all__ = ["ExportError", "SplitModules", "export_split", "split_modules"]
 
@@ -144,10 +144,10 @@ def export_split(
 
     Raises:
         ExportError: The model cannot be split there or torch.export fails.
+        OutputError: ``directory`` or a file in it cannot be written.
     """
     parts = split_modules(gm, device_nodes)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = make_directory(Path(directory))
     inputs = tuple(example_inputs)
     with torch.no_grad():
         crossing_values = parts.head(*inputs)

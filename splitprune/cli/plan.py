@@ -150,10 +150,14 @@ def _print_report(sweep: Any) -> None:
         f"{sweep.objective}, budget {budgets}, max prune {sweep.max_prune:.3g}: {sweep.states} pruned "
         f"models over {len(sweep.candidates)} candidate cuts in {sweep.elapsed_s:.1f} s"
     )
-    table = Table(title="plans (energy = device compute + radio; saliency = fraction removed)")
-    for column in ("Mbit/s", "plan", "cut", "saliency", "energy mJ", "latency ms", "KB sent",
-                   "prune-only", "split-only"):
-        table.add_column(column, justify="left" if column in ("plan", "cut") else "right")
+    table = Table(
+        title="plans (energy = device compute + radio; saliency = fraction removed; found on = the "
+        "candidate cut whose device side was pruned, and the step)"
+    )
+    for column in ("Mbit/s", "plan", "energy mJ", "latency ms", "KB sent", "prune-only", "split-only",
+                   "found on"):
+        table.add_column(column, justify="left" if column in ("plan", "found on") else "right",
+                         no_wrap=column == "plan")
 
     def brief(p: Any) -> str:
         if p is None:
@@ -164,13 +168,14 @@ def _print_report(sweep: Any) -> None:
     for r in sweep.plans:
         b = r.best
         table.add_row(
-            f"{r.link.rate_bps / 1e6:.4g}", f"{b.candidate} step {b.step}",
-            ", ".join(c["name"] for c in r.cut) or "(all local)", f"{b.saliency_removed:.3f}",
+            f"{r.link.rate_bps / 1e6:.4g}", r.label,
             f"{b.energy_j * 1e3:.4g}", f"{b.latency_s * 1e3:.4g}", f"{b.metrics.sent_bytes / 1024:,.1f}",
-            brief(r.prune_only), brief(r.split_only),
+            brief(r.prune_only), brief(r.split_only), r.trajectory,
         )
     people.print(table)
     first = sweep.plans[0]
+    if first.cut:
+        people.print(f"tensors sent: {', '.join(c['name'] for c in first.cut)}")
     if first.pruned_layers:
         layers = ", ".join(f"{m} {a}->{b}" for m, (a, b) in list(first.pruned_layers.items())[:12])
         more = len(first.pruned_layers) - 12

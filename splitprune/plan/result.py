@@ -14,6 +14,7 @@ from ..split.problem import Evaluation, SplitProblem
 __all__ = ["SCHEMA", "PlanInfeasibleError", "PlanPoint", "PlanResult", "PlanSweep"]
 
 SCHEMA = "splitprune.plan/1"
+CUT_NAMES = 3  # a plan's label names at most this many crossing tensors
 
 
 class PlanInfeasibleError(SplitpruneError):
@@ -131,6 +132,38 @@ class PlanResult:
     pruned_layers: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
+    def label(self) -> str:
+        """The chosen plan named by what it does: its cut and its pruning.
+
+        For example ``cut after add_4, 14 layers pruned, 15.4 % saliency``, ``full offload, unpruned``
+        or ``all local, 3 layers pruned, 2.0 % saliency``.
+        """
+        p, x = self.problem, self.best.device_mask
+        sent = [int(u) for u in np.flatnonzero(p.sent(x))]
+        if not sent:
+            where = "all local"
+        elif set(sent) <= set(p.inputs):
+            where = "full offload"
+        else:
+            names = [p.names[u] for u in sent]
+            more = f" (+{len(names) - CUT_NAMES} more)" if len(names) > CUT_NAMES else ""
+            where = f"cut after {', '.join(names[:CUT_NAMES])}{more}"
+        layers = len(self.pruned_layers)
+        if not layers:
+            return f"{where}, unpruned"
+        plural = "layer" if layers == 1 else "layers"
+        return f"{where}, {layers} {plural} pruned, {self.best.saliency_removed * 100:.1f} % saliency"
+
+    @property
+    def trajectory(self) -> str:
+        """Where the search found the plan, e.g. ``all-local step 7``.
+
+        A detail: the candidate cut whose device side was pruned (the pruned model's exact split may
+        then cut elsewhere) and the pruning step along it.
+        """
+        return f"{self.best.candidate} step {self.best.step}"
+
+    @property
     def cut(self) -> list[dict[str, Any]]:
         """The tensors that cross in the best plan (names, shapes, bytes, server consumers)."""
         p, x = self.problem, self.best.device_mask
@@ -146,9 +179,14 @@ class PlanResult:
         return rows
 
     def to_dict(self, *, nodes: bool = True) -> dict[str, Any]:
-        """Figures of the best plan at the top level, baselines, front and (optionally) node rows."""
+        """The best plan's figures at the top level, then baselines, front and (optionally) node rows.
+
+        ``plan`` names the plan (:attr:`label`); ``trajectory`` says where the search found it.
+        """
         p, x = self.problem, self.best.device_mask
         document = {
+            "plan": self.label,
+            "trajectory": self.trajectory,
             **self.best.figures(),
             "rate_bps": self.link.rate_bps,
             "cut": self.cut,

@@ -37,7 +37,7 @@ def plot_plan(sweep: PlanSweep, path: Path) -> Path:
                        zorder=3, label="split-only (unpruned, exact split)")
         best = result.best
         ax.scatter([best.saliency_removed], [best.value(sweep.objective) * scale], marker="*", s=220,
-                   color="tab:red", zorder=4, label=f"plan: {best.candidate} step {best.step}")
+                   color="tab:red", zorder=4, label=f"plan: {result.label}\n(found on {result.trajectory})")
         if budget is not None:
             ax.axhline(budget * scale, color="tab:gray", linestyle=":", label="budget")
         ax.set_xlabel("saliency removed (fraction of the model's)")

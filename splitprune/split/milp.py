@@ -21,6 +21,7 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
+from ..quiet import native_stdout_silenced
 from .problem import Costs, SplitProblem
 
 __all__ = ["CvxSplitModel", "CvxSolution"]
@@ -168,7 +169,10 @@ class CvxSplitModel:
         limits: dict[str, float] | None = None,
         constraint_costs: dict[str, Costs] | None = None,
     ) -> CvxSolution:
-        """Set the parameters and solve with HiGHS; the first call compiles, later ones re-use it."""
+        """Set the parameters and solve with HiGHS; the first call compiles, later ones re-use it.
+
+        Nothing reaches stdout: the solver's log is off and its banner is sent to ``/dev/null``.
+        """
         if objective is not None:
             self._set("objective", objective)
         for name, costs in (constraint_costs or {}).items():
@@ -177,7 +181,10 @@ class CvxSplitModel:
         for name, value in (limits or {}).items():
             param = self.limits[name]
             param.value = value * self.memory_scale if name == "memory" else value
-        self.cp_problem.solve(solver=cp.HIGHS)
+        # Every split, sweep and plan solves here. HiGHS's log is off through its options, but
+        # highspy prints a banner on fd 1 when cvxpy builds the Highs object, before any option applies.
+        with native_stdout_silenced():
+            self.cp_problem.solve(solver=cp.HIGHS, verbose=False, output_flag=False, log_to_console=False)
         status = self.cp_problem.status
         stats = self.cp_problem.solver_stats
         solve_time = float(stats.solve_time or 0.0) if stats is not None else 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -123,6 +124,42 @@ def test_each_plan_uses_the_exact_split_of_its_pruned_model(net, tx2):
     fig = link.figures(5e6)
     brute = min(evaluate(problem, xx, fig).total_energy_j for xx in closed_placements(problem))
     assert result.best.energy_j == pytest.approx(brute, rel=1e-9)
+
+
+def test_a_plan_is_named_by_its_cut_and_its_pruning(net, tx2):
+    model, x = net
+    budget = 0.9 * _all_local_energy(model, x, tx2)
+    sweep = plan(model, x, tx2, load_link("wifi"), rates_bps=[2e8],
+                 options=PlanOptions(energy_budget_j=budget, round_to=8))
+    result = sweep.plans[0]
+    names = list(result.problem.names)
+
+    def named(device: list[str], pruned: dict[str, tuple[int, int]], saliency: float) -> str:
+        mask = np.array([n in device for n in names])
+        best = dataclasses.replace(result.best, device_mask=mask, saliency_removed=saliency)
+        return dataclasses.replace(result, best=best, pruned_layers=pruned).label
+
+    upto = lambda last: names[: names.index(last) + 1]  # noqa: E731  (a placement closed under inputs)
+    two = {"stem.0": (64, 32), "body.0": (128, 96)}
+    assert named(names, {}, 0.0) == "all local, unpruned"
+    assert named(["x"], {}, 0.0) == "full offload, unpruned"
+    assert named(upto("pool"), two, 0.154) == "cut after pool, 2 layers pruned, 15.4 % saliency"
+    one = {"stem.0": (64, 32)}
+    assert named(upto("body_2"), one, 0.02) == "cut after body_2, 1 layer pruned, 2.0 % saliency"
+    # the residual branch's input and its first conv both cross
+    assert named(upto("res_0"), two, 0.5).startswith("cut after body_2, res_0, 2 layers pruned")
+    # the plan the search chose: named by what its split sends, not by the trajectory it came from
+    doc = sweep.to_dict()
+    assert doc["plan"] == result.label
+    assert doc["trajectory"] == f"{result.best.candidate} step {result.best.step}"
+    sent = [c["name"] for c in doc["cut"]]
+    if sent and set(sent) <= set(result.problem.names[i] for i in result.problem.inputs):
+        assert doc["plan"].startswith("full offload")
+    elif sent:
+        assert doc["plan"].startswith(f"cut after {sent[0]}")
+    else:
+        assert doc["plan"].startswith("all local")
+    assert ("unpruned" in doc["plan"]) == (not doc["pruned_layers"])
 
 
 def test_saliency_is_counted_in_the_unpruned_model_and_bounded(net, tx2):
@@ -277,6 +314,8 @@ def test_cli_json_document_and_errors(tmp_path):
     doc = json.loads(ok.out)
     assert doc["schema"] == "splitprune.plan/1"
     for key in (
+        "plan",
+        "trajectory",
         "energy_j",
         "latency_s",
         "saliency_removed",
