@@ -97,11 +97,21 @@ def _token(path: Path | None) -> str | None:
 
 
 def _terminate_as_interrupt() -> None:
-    """SIGTERM stops like Ctrl-C (sockets closed, reports written)."""
+    """Ctrl-C and SIGTERM stop cleanly (sockets closed, reports written), even in a background job."""
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _interruptible(fn: Any, *args: Any) -> Any:
+    """``fn(*args)``; Ctrl-C there ends the command with exit code 130 and no traceback."""
+    try:
+        return fn(*args)
+    except KeyboardInterrupt:
+        status.print("interrupted")
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -130,15 +140,15 @@ def serve(
     """Serve the tails of every cut MODEL's bandwidth policy can choose, until Ctrl-C."""
     from ..runtime.server import Server, check_listen_address
 
+    _terminate_as_interrupt()
     check_listen_address(listen, allow_remote=allow_remote)
     settings = _settings(board, link, server_profile, objective, alpha, wire, input_wire, mode, rate_range,
                          input_shape, seed)
     token = _token(token_file)
-    split_model = _prepare(model, settings)
+    split_model = _interruptible(_prepare, model, settings)
     server = Server(split_model, listen=listen, token=token, max_message_bytes=int(max_message_mb * 1e6),
                     max_batch=max_batch, batch_timeout_s=batch_timeout_ms / 1e3, cache_dir=cache,
                     allow_remote=allow_remote)
-    _terminate_as_interrupt()
     try:
         errors = server.load()
         for cut in split_model.cuts:
@@ -194,6 +204,7 @@ def run(
     from ..runtime.session import inputs as make_inputs
     from ..runtime.session import run_requests
 
+    _terminate_as_interrupt()
     if requests < 1:
         raise SplitpruneError(f"--requests must be at least 1, got {requests}")
     if not 0 < smoothing <= 1 or hysteresis < 0 or timeout_ms <= 0:
@@ -208,12 +219,11 @@ def run(
         from measure.sensors import make_sensor
 
         power = make_sensor(sensor)
-    split_model = _prepare(model, settings)
+    split_model = _interruptible(_prepare, model, settings)
     device = Device(split_model, connect, token=token, timeout_s=timeout_ms / 1e3, probe_every=probe_every,
                     smoothing=smoothing, hysteresis=hysteresis, sensor=power)
-    _terminate_as_interrupt()
     try:
-        if not device.connect():
+        if not _interruptible(device.connect):
             status.print(f"warning: no answer from {connect}; running locally and probing", markup=False,
                          highlight=False)
         source = make_inputs(requests, tuple(split_model.example.shape), directory=inputs)

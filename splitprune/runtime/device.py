@@ -167,8 +167,7 @@ class Device:
         """Send one message, wait for the reply with ``wire_id``; return header, payloads, round trip."""
         import zmq
 
-        start = time.perf_counter()
-        deadline = start + self.timeout_s
+        deadline = time.perf_counter() + self.timeout_s
         while True:  # with IMMEDIATE, a send fails until the connection is up: wait for it
             try:
                 self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
@@ -177,6 +176,7 @@ class Device:
                 left = deadline - time.perf_counter()
                 if left <= 0 or not self._socket.poll(left * 1e3, zmq.POLLOUT):
                     raise _NoReplyError("unreachable") from None
+        start = time.perf_counter()  # the round trip starts once the message is queued on a connection
         while True:
             left = deadline - time.perf_counter()
             if left <= 0 or not self._socket.poll(left * 1e3, zmq.POLLIN):
