@@ -199,7 +199,8 @@ class Server:
             program = torch.export.export(self.model.parts(cut).tail, pairs,
                                           dynamic_shapes=tuple({0: batch} for _ in crossing))
         except Exception as exc:  # torch.export raises many types; serve this cut unbatched
-            self.batch_refused[cut.cut_id] = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            text = str(exc).strip()
+            self.batch_refused[cut.cut_id] = text.splitlines()[0][:200] if text else type(exc).__name__
             return None
         return program.module()
 

@@ -24,7 +24,8 @@ def main():
     out, cache = sys.argv[1], sys.argv[2]
     before, after = (int(sys.argv[3]), int(sys.argv[4])) if len(sys.argv) > 4 else (6, 10)
     sh("ip", "link", "set", "lo", "up", "mtu", "1500")  # a small MTU lets the bucket be small
-    sh("tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "50mbit", "burst", "16kb", "latency", "400ms")
+    sh("tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "50mbit", "burst", "16kb", "latency",
+       "400ms")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     server = subprocess.Popen(
         [sys.executable, "-m", "splitprune", "serve", SPEC, *ARGS, "--listen", "tcp://127.0.0.1:5599",

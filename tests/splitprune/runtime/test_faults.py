@@ -23,8 +23,8 @@ def _free_port():
 
 def _serve(spec, address, cache, token_file):
     return subprocess.Popen(
-        [sys.executable, "-m", "splitprune", "serve", spec, *TINY_ARGS, "--listen", address, "--cache", str(cache),
-         "--token-file", str(token_file), "--json"],
+        [sys.executable, "-m", "splitprune", "serve", spec, *TINY_ARGS, "--listen", address, "--cache",
+         str(cache), "--token-file", str(token_file), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -51,7 +51,7 @@ def served(tiny_model, tmp_path, token):
     return spec, address, tmp_path / "cache", token_file
 
 
-def test_kill_the_server_mid_run_then_restart_it(tiny_model, served, token):
+def test_kill_the_server_mid_run_restart_it_then_run_the_cli(tiny_model, served, token, tmp_path):
     spec, address, cache, token_file = served
     server = _serve(spec, address, cache, token_file)
     device = Device(tiny_model, address, token=token, timeout_s=2.0, probe_every=2)
@@ -81,20 +81,8 @@ def test_kill_the_server_mid_run_then_restart_it(tiny_model, served, token):
         assert ids == list(range(len(ids)))  # one answer per request, in order
     finally:
         device.close()
-    server.send_signal(signal.SIGTERM)
-    out, err = server.communicate(timeout=30)
-    assert server.returncode == 0 and "Traceback" not in err
-    summary = json.loads(out)
-    assert summary["schema"] == "splitprune.serve/1"
-    assert summary["requests"] == offloaded_after_restart  # nothing answered twice
-    assert all(e < 1e-4 for e in summary["max_abs_error"].values())
-
-
-def test_run_cli_reports_and_serve_cli_stops_cleanly(tiny_model, served, tmp_path):
-    spec, address, cache, token_file = served
-    server = _serve(spec, address, cache, token_file)
-    log, plot = tmp_path / "run.jsonl", tmp_path / "timeline.png"
-    try:
+    try:  # the CLI as users run it, against the restarted server
+        log, plot = tmp_path / "run.jsonl", tmp_path / "timeline.png"
         run = subprocess.run(
             [sys.executable, "-m", "splitprune", "run", spec, *TINY_ARGS, "--connect", address, "--requests",
              "30", "--token-file", str(token_file), "--timeout-ms", "60000", "--log", str(log), "--plot",
@@ -103,7 +91,8 @@ def test_run_cli_reports_and_serve_cli_stops_cleanly(tiny_model, served, tmp_pat
         )
     finally:
         server.send_signal(signal.SIGTERM)
-        served_out, _ = server.communicate(timeout=30)
+        served_out, err = server.communicate(timeout=30)
+    assert server.returncode == 0 and "Traceback" not in err
     assert run.returncode == 0, run.stderr
     doc = json.loads(run.stdout)  # stdout is exactly one JSON document
     assert doc["schema"] == "splitprune.run/1"
@@ -120,7 +109,10 @@ def test_run_cli_reports_and_serve_cli_stops_cleanly(tiny_model, served, tmp_pat
     assert offloaded and all(r["sent_bytes"] > 32 * 32 * 3 for r in offloaded)  # uint8 pixels + header
     assert all(r["total_s"] >= r["server_s"] + r["head_s"] for r in offloaded)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert json.loads(served_out)["requests"] == len(offloaded)
+    summary = json.loads(served_out)
+    assert summary["schema"] == "splitprune.serve/1"
+    assert summary["requests"] == offloaded_after_restart + len(offloaded)  # nothing answered twice
+    assert all(e < 1e-4 for e in summary["max_abs_error"].values())
 
 
 def test_run_cli_ctrl_c_stops_cleanly(tiny_model, served):

@@ -40,21 +40,21 @@ def test_decoded_tensors_own_their_memory():
     assert torch.equal(y, torch.ones(10))
 
 
+def _one(spec, payload):
+    return json.dumps({"v": 1, "kind": "infer", "tensors": [spec]}).encode(), [payload]
+
+
 @pytest.mark.parametrize(("header", "frames", "message"), [
     (b"\x80not json", [], "not UTF-8 JSON"),
     (b"[1, 2]", [], "not a JSON object"),
     (json.dumps({"v": 99, "kind": "infer"}).encode(), [], "protocol version"),
     (json.dumps({"v": 1, "kind": "shutdown"}).encode(), [], "unknown message kind"),
-    (json.dumps({"v": 1, "kind": "infer", "tensors": [{"name": "x", "dtype": "object", "shape": [1],
-                                                       "nbytes": 8}]}).encode(), [b"\0" * 8], "not allowed"),
-    (json.dumps({"v": 1, "kind": "infer", "tensors": [{"name": "x", "dtype": "float32", "shape": [4],
-                                                       "nbytes": 16}]}).encode(), [b"\0" * 12], "payload bytes"),
-    (json.dumps({"v": 1, "kind": "infer", "tensors": [{"name": "x", "dtype": "float32", "shape": [-1],
-                                                       "nbytes": 4}]}).encode(), [b"\0" * 4], "bad shape"),
+    (*_one({"name": "x", "dtype": "object", "shape": [1], "nbytes": 8}, b"\0" * 8), "not allowed"),
+    (*_one({"name": "x", "dtype": "float32", "shape": [4], "nbytes": 16}, b"\0" * 12), "payload bytes"),
+    (*_one({"name": "x", "dtype": "float32", "shape": [-1], "nbytes": 4}, b"\0" * 4), "bad shape"),
     (json.dumps({"v": 1, "kind": "infer", "tensors": []}).encode(), [b"\0" * 4], "describes 0 tensors"),
-    (json.dumps({"v": 1, "kind": "infer", "tensors": [{"name": "x", "dtype": "int8", "shape": [4], "nbytes": 4,
-                                                       "scale": -1.0, "zero_point": 0}]}).encode(),
-     [b"\0" * 4], "quantisation"),
+    (*_one({"name": "x", "dtype": "int8", "shape": [4], "nbytes": 4, "scale": -1.0, "zero_point": 0},
+           b"\0" * 4), "quantisation"),
 ])
 def test_bad_messages_raise_protocol_errors(header, frames, message):
     with pytest.raises(ProtocolError, match=message):
