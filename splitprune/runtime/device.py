@@ -40,7 +40,8 @@ class RequestRecord:
         rate_estimate_bps: Uplink estimate the cut was chosen with, bit/s.
         head_s: Time of the head on the device, s.
         transfer_s: Round trip less the server's time and the base round trip, s.
-        server_s: Time the server held the request (queue, batch, tail), s.
+        server_s: Time the server held the request (decode, queue, batch, tail, encode), s.
+        tail_s: Time of the tail (of its batch) on the server, s.
         total_s: Wall-clock time of the whole request, s.
         predicted_latency_s: The model's end-to-end latency for this cut at the estimate, s.
         local_fallback: Whether the device finished a request meant for the server.
@@ -58,6 +59,7 @@ class RequestRecord:
     head_s: float
     transfer_s: float
     server_s: float
+    tail_s: float
     total_s: float
     predicted_latency_s: float
     local_fallback: bool
@@ -101,17 +103,20 @@ class Device:
         hysteresis: Widening of the current cut's rate ranges before switching.
         initial_rate_bps: Estimate before the first transfer (default: the link profile's rate).
         sensor: A ``measure`` power sensor for per-request device energy (None: no energy).
+        pin_cut: Always use this cut id instead of following the policy (falls back all the same).
     """
 
     def __init__(self, model: SplitModel, connect: str, *, token: str | None = None, timeout_s: float = 1.0,
                  probe_every: int = 10, probe_bytes: int = 16384, smoothing: float = 0.5,
-                 hysteresis: float = 0.15, initial_rate_bps: float | None = None, sensor: Any = None) -> None:
+                 hysteresis: float = 0.15, initial_rate_bps: float | None = None, sensor: Any = None,
+                 pin_cut: str | None = None) -> None:
         self.model, self.address, self.token, self.timeout_s = model, connect, token, timeout_s
         self.probe_every, self.probe_bytes, self.sensor = max(1, probe_every), probe_bytes, sensor
         low, high = model.settings.rate_range_bps
         start = initial_rate_bps or model.link.uplink.nominal_rate_bps
         self.estimator = RateEstimator(min(max(start, low), high), smoothing, low, high)
         self.chooser = CutChooser(model, hysteresis)
+        self.pinned = model.cut(pin_cut) if pin_cut is not None else None
         self.server_up = False
         self._ids = itertools.count()
         self._wire_ids = itertools.count()
@@ -221,12 +226,12 @@ class Device:
         start = time.perf_counter()
         if self.sensor is not None:
             self.sensor.begin_window()
-        wanted = self.chooser.choose(self.estimator.estimate_bps)
+        wanted = self.pinned or self.chooser.choose(self.estimator.estimate_bps)
         if wanted.all_local or not self.server_up:
             self._since_probe += 1
             if self._since_probe >= self.probe_every:
                 self.probe()
-                wanted = self.chooser.choose(self.estimator.estimate_bps)
+                wanted = self.pinned or self.chooser.choose(self.estimator.estimate_bps)
         estimate = self.estimator.estimate_bps
         fallback = not wanted.all_local and not self.server_up
         cut = self.model.all_local_cut if fallback else wanted
@@ -235,12 +240,12 @@ class Device:
             t0 = time.perf_counter()
             crossing = as_tuple(parts.head(x))
             head_s = time.perf_counter() - t0
-        sent, transfer_s, server_s, batch = 0, 0.0, 0.0, 0
+        sent, transfer_s, server_s, tail_s, batch = 0, 0.0, 0.0, 0.0, 0
         error = "server down" if fallback else None
         output = crossing
         if not cut.all_local:
             try:
-                output, sent, transfer_s, server_s, batch = self._offload(cut, crossing)
+                output, sent, transfer_s, server_s, tail_s, batch = self._offload(cut, crossing)
             except _NoReplyError as exc:  # finish this cut's tail here
                 error, fallback = str(exc), True
                 with torch.inference_mode():
@@ -252,12 +257,13 @@ class Device:
         record = RequestRecord(
             request_id=request_id, cut=cut.cut_id, cut_kind=cut.kind, sent_bytes=sent,
             rate_estimate_bps=estimate, head_s=head_s, transfer_s=transfer_s, server_s=server_s,
-            total_s=total_s, predicted_latency_s=self.model.predicted_latency_s(cut, estimate),
+            tail_s=tail_s, total_s=total_s, predicted_latency_s=self.model.predicted_latency_s(cut, estimate),
             local_fallback=fallback, batch=batch, fallback_reason=error, energy_j=energy,
         )
         return Inference(output[0] if len(output) == 1 else output, record)
 
-    def _offload(self, cut: Cut, crossing: tuple[torch.Tensor, ...]) -> tuple[Any, int, float, float, int]:
+    def _offload(self, cut: Cut, crossing: tuple[torch.Tensor, ...]
+                 ) -> tuple[Any, int, float, float, float, int]:
         wire_id = next(self._wire_ids)
         encoded = encode_tensors(list(zip(cut.crossing, crossing, strict=True)), cut.codecs)
         frames = pack({"kind": "infer", "id": wire_id, "model": self.model.model_id, "cut": cut.cut_id,
@@ -278,7 +284,9 @@ class Device:
             raise _NoReplyError(f"bad reply: {exc}") from None
         server_s = float(header.get("server_s", 0.0))
         self.estimator.observe(sent, rtt, server_s)
-        return output, sent, self.estimator.transfer_s(rtt, server_s), server_s, int(header.get("batch", 1))
+        transfer_s = self.estimator.transfer_s(rtt, server_s)
+        tail_s = float(header.get("tail_s", 0.0))
+        return output, sent, transfer_s, server_s, tail_s, int(header.get("batch", 1))
 
 
 def reference_error(model: SplitModel, x: torch.Tensor, output: Any) -> float:

@@ -349,12 +349,13 @@ class Server:
                 else:
                     results = [as_tuple(tail.program(*r.tensors)) for r in requests]
                     batch = 1
-            self.stats.tail_s += time.perf_counter() - start
+            tail_s = time.perf_counter() - start
+            self.stats.tail_s += tail_s
             for request, outputs in zip(requests, results, strict=True):
                 named = [(f"out{i}", o) for i, o in enumerate(outputs)]
                 encoded = encode_tensors(named, ["fp32"] * len(named))
                 self.stats.requests += 1
                 self.stats.by_cut[cut_id] = self.stats.by_cut.get(cut_id, 0) + 1
-                reply = {"kind": "result", "id": request.header.get("id"), "batch": batch,
+                reply = {"kind": "result", "id": request.header.get("id"), "batch": batch, "tail_s": tail_s,
                          "server_s": time.perf_counter() - request.received}
                 self._reply(request.identity, reply, encoded)
