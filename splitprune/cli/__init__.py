@@ -33,6 +33,7 @@ from . import calibrate as _calibrate  # noqa: E402,F401
 from . import estimate as _estimate  # noqa: E402,F401
 from . import plan as _plan  # noqa: E402,F401
 from . import prune as _prune  # noqa: E402,F401
+from . import serve as _serve  # noqa: E402,F401
 from . import split as _split  # noqa: E402,F401
 
 

@@ -1,0 +1,214 @@
+"""Runtime benchmark: per-request overhead, requests per second, switch latency after a rate change.
+
+    python benchmarks/bench_serve.py [--requests 40] [--no-shaped]
+
+- ``overhead``: ResNet-18 on the TX2 profile cut after ``layer2`` (one 128x28x28 fp32 tensor, 401 KB),
+  server in another process on loopback: the median request time less the median of running the same
+  head and tail in one process (what the runtime adds: encoding, ZeroMQ, decoding, the loopback copy).
+- ``requests_per_s``: the same cut with 1 and 4 devices (threads of one process, one socket each)
+  against one server, unshaped and on a 50 Mbit/s token bucket.
+- ``switch``: MobileNetV2 over 5g on the shaped link changed from 50 to 6 Mbit/s: requests from the
+  change until the device runs the policy's intermediate cut.
+
+The shaped parts re-run this script inside ``unshare -rn`` (a private network namespace whose loopback
+gets ``tc qdisc ... tbf``); they are left out where that is not possible. Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import torch
+
+from splitprune.runtime import Device, Server, SplitSettings
+from splitprune.runtime import prepare as _prepare
+
+RESNET = "torchvision:resnet18"
+MOBILENET = "torchvision:mobilenet_v2"
+SETTINGS = SplitSettings(board="tx2", link="5g", server="gpu-server")
+
+
+def prepare(*args, **kwargs):
+    """The runtime's prepare, with what HiGHS prints on fd 1 sent to stderr (stdout is the JSON)."""
+    import os
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        return _prepare(*args, **kwargs)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _cut_nodes(model_spec: str, last: str) -> tuple[str, ...]:
+    import networkx as nx
+
+    model = prepare(model_spec, SETTINGS)
+    return tuple(sorted(nx.ancestors(model.graph.nx, last) | {last}))
+
+
+def _serve(spec: str, extra: tuple, port: int, ready) -> None:  # a spawned process
+    torch.set_num_threads(1)
+    model = prepare(spec, SETTINGS, extra_placements=extra)
+    server = Server(model, listen=f"tcp://127.0.0.1:{port}", max_batch=4)
+    server.load()
+    server.bind()
+    ready.set()
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        pass
+
+
+def _start_server(spec: str, extra: tuple, port: int):
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    process = ctx.Process(target=_serve, args=(spec, extra, port, ready), daemon=True)
+    process.start()
+    if not ready.wait(600):
+        raise RuntimeError("server did not start")
+    return process
+
+
+def _devices(model, address: str, cut_id: str | None, n_devices: int, requests: int) -> dict:
+    records: list = []
+    lock = threading.Lock()
+
+    def work(count=requests):
+        device = Device(model, address, timeout_s=30.0, pin_cut=cut_id)
+        device.connect()
+        rows = [device.infer(model.example).record for _ in range(count)]
+        device.close()
+        with lock:
+            records.extend(rows)
+
+    work(5)  # warm-up
+    records.clear()
+    threads = [threading.Thread(target=work) for _ in range(n_devices)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    return {"devices": n_devices, "requests": len(records), "wall_s": wall,
+            "requests_per_s": len(records) / wall, "fallbacks": sum(r.local_fallback for r in records),
+            "median_total_s": statistics.median(r.total_s for r in records), "records": records}
+
+
+def _in_process_s(model, cut, requests: int) -> float:
+    parts = model.parts(cut)
+    times = []
+    with torch.inference_mode():
+        for _ in range(requests + 3):
+            start = time.perf_counter()
+            parts.tail(*parts.head(model.example))
+            times.append(time.perf_counter() - start)
+    return statistics.median(times[3:])
+
+
+def _resnet_part(requests: int, port: int, *, overhead: bool) -> dict:
+    torch.set_num_threads(1)
+    nodes = _cut_nodes(RESNET, "layer2_1_relu_1")
+    model = prepare(RESNET, SETTINGS, extra_placements=(nodes,))
+    cut = next(c for c in model.cuts if c.device_nodes == nodes)
+    server = _start_server(RESNET, (nodes,), port)
+    address = f"tcp://127.0.0.1:{port}"
+    try:
+        out: dict = {"cut": {"after": "layer2_1_relu_1", "sent_bytes": cut.sent_bytes}}
+        one = _devices(model, address, cut.cut_id, 1, requests)
+        if overhead:
+            local_s = _in_process_s(model, cut, requests)
+            rows = one["records"]
+            out["overhead"] = {
+                # what the runtime adds per request beyond head, tail and transfer: encode, ZeroMQ,
+                # decode, reply (each request's own head and tail times taken out)
+                "overhead_s": statistics.median(r.total_s - r.head_s - r.tail_s - r.transfer_s for r in rows),
+                "overhead_with_loopback_transfer_s": statistics.median(r.total_s - r.head_s - r.tail_s
+                                                                       for r in rows),
+                "request_s": one["median_total_s"],
+                "head_s": statistics.median(r.head_s for r in rows),
+                "tail_s": statistics.median(r.tail_s for r in rows),
+                "server_s": statistics.median(r.server_s for r in rows),
+                "transfer_s": statistics.median(r.transfer_s for r in rows),
+                # in-process head + tail, for comparison (noisy on a shared machine)
+                "in_process_head_tail_s": local_s,
+                "request_less_in_process_s": one["median_total_s"] - local_s,
+            }
+        four = _devices(model, address, cut.cut_id, 4, requests)
+        out["requests_per_s"] = {f"{p['devices']}_devices": {k: v for k, v in p.items() if k != "records"}
+                                 for p in (one, four)}
+        return out
+    finally:
+        server.terminate()
+        server.join(10)
+
+
+def _switch_part(port: int) -> dict:
+    torch.set_num_threads(1)
+    model = prepare(MOBILENET, SETTINGS)
+    server = _start_server(MOBILENET, (), port)
+    try:
+        device = Device(model, f"tcp://127.0.0.1:{port}", timeout_s=10.0)
+        device.connect()
+        before = [device.infer(model.example).record for _ in range(6)]
+        _tc("change", "6mbit")
+        after = [device.infer(model.example).record for _ in range(10)]
+        device.close()
+    finally:
+        server.terminate()
+        server.join(10)
+    kinds = [r.cut_kind for r in after]
+    return {"before": [r.cut_kind for r in before], "after": kinds,
+            "requests_to_switch": kinds.index("split") + 1 if "split" in kinds else None,
+            "lost": 0, "fallbacks": sum(r.local_fallback for r in before + after)}
+
+
+def _tc(verb: str, rate: str) -> None:
+    subprocess.run(["tc", "qdisc", verb, "dev", "lo", "root", "tbf", "rate", rate, "burst", "16kb", "latency",
+                    "400ms"], check=True)
+
+
+def _shaped_child(requests: int) -> dict:
+    subprocess.run(["ip", "link", "set", "lo", "up", "mtu", "1500"], check=True)
+    _tc("add", "50mbit")
+    out = _resnet_part(requests, 5701, overhead=False)
+    _tc("change", "50mbit")
+    out["switch"] = _switch_part(5702)
+    out["link"] = "tbf 50mbit burst 16kb on lo (mtu 1500), then 6mbit for the switch"
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--no-shaped", action="store_true")
+    parser.add_argument("--shaped-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.shaped_child:
+        print(json.dumps(_shaped_child(args.requests)))
+        return
+    result: dict = {"benchmark": "bench_serve", "torch_threads_per_process": 1,
+                    "unshaped": _resnet_part(args.requests, 5703, overhead=True)}
+    if not args.no_shaped and shutil.which("unshare") and shutil.which("tc"):
+        child = subprocess.run(["unshare", "-rn", sys.executable, __file__, "--shaped-child", "--requests",
+                                str(args.requests)], capture_output=True, text=True)
+        result["shaped"] = (json.loads(child.stdout.strip().splitlines()[-1]) if child.returncode == 0
+                            else {"skipped": child.stderr.strip()[-500:]})
+    else:
+        result["shaped"] = {"skipped": "--no-shaped, or unshare/tc missing"}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
