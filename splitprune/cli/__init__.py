@@ -34,6 +34,7 @@ from . import estimate as _estimate  # noqa: E402,F401
 from . import plan as _plan  # noqa: E402,F401
 from . import prune as _prune  # noqa: E402,F401
 from . import split as _split  # noqa: E402,F401
+from . import study as _study  # noqa: E402,F401
 
 
 def main() -> None:
