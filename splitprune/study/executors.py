@@ -166,6 +166,16 @@ def _died(job: Job, tries: int) -> JobResult:
                               "see why")
 
 
+def _run_job_in(cwd: str, job: Job) -> JobResult:
+    """Ray task: run ``job`` from the client's working directory where this node has it.
+
+    Relative ``file.py`` specs then mean what they mean on the client (a shared file system).
+    """
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    return run_job(job)
+
+
 class RayExecutor(Executor):
     """Ray tasks on a local instance (``address=None`` starts one) or an existing cluster.
 
@@ -209,10 +219,9 @@ class RayExecutor(Executor):
     def run(self, jobs: Sequence[Job]) -> Iterator[JobResult]:
         """Submit every job as a task; yield results as tasks finish."""
         ray = self._ray
-        refs = {
-            self._remote(run_job).options(max_retries=self.attempts - 1, **resources(job)).remote(job): job
-            for job in jobs
-        }
+        task, cwd = self._remote(_run_job_in), os.getcwd()
+        retries = self.attempts - 1
+        refs = {task.options(max_retries=retries, **resources(job)).remote(cwd, job): job for job in jobs}
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:

@@ -57,9 +57,12 @@ class PlanSettings(StrictModel):
 
 
 class PruneSettings(StrictModel):
-    """Options of a ``prune`` study (see :class:`splitprune.prune.PruneOptions`)."""
+    """Options of a ``prune`` study (see :class:`splitprune.prune.PruneOptions`).
 
-    importance: str = "energy"
+    ``importance`` may be a list: the study then expands over it like the other lists.
+    """
+
+    importance: str | list[str] = "energy"
     metric: Literal["energy", "latency"] = "energy"
     round_to: int | None = None
     min_channels: int = 4
@@ -253,8 +256,11 @@ def check_pricing(spec: StudySpec, *, source: str = "study") -> None:
 
 def expand(spec: StudySpec) -> list[Job]:
     """The product of the study's lists, as jobs in a stable order (model-major)."""
-    settings = _canonical(_settings(spec))
     axes = _AXES[spec.command]
+    importance = spec.prune.importance
+    importances = importance if isinstance(importance, list) else [importance]
+    if spec.command != "prune":
+        importances = importances[:1]  # not read: one set of settings
     lists: dict[str, list[Any]] = {
         "models": spec.models, "boards": spec.boards, "modes": list(spec.modes),
         "precisions": spec.precisions or [None], "power_modes": spec.power_modes or [None],
@@ -264,9 +270,10 @@ def expand(spec: StudySpec) -> list[Job]:
         "budgets": (spec.budgets or [None]) if "budgets" in axes else [None],
     }
     jobs = []
-    for model, board, mode, precision, power_mode, link, rate, objective, budget in itertools.product(
-        *lists.values()
-    ):
+    models = lists.pop("models")
+    for model, chosen, *rest in itertools.product(models, importances, *lists.values()):
+        board, mode, precision, power_mode, link, rate, objective, budget = rest
+        settings = _canonical(_settings(spec, chosen))
         jobs.append(Job(
             command=spec.command, model=model, board=board, mode=mode, precision=precision,
             power_mode=power_mode, link=link, rate_bps=None if rate is None else float(rate),
@@ -275,7 +282,7 @@ def expand(spec: StudySpec) -> list[Job]:
     return list({job.job_id: job for job in jobs}.values())  # a list given twice runs once
 
 
-def _settings(spec: StudySpec) -> dict[str, Any]:
+def _settings(spec: StudySpec, importance: str) -> dict[str, Any]:
     """The options every job of the study shares (only those its command reads)."""
     out: dict[str, Any] = {"seed": spec.seed}
     if spec.input_shape is not None:
@@ -285,7 +292,7 @@ def _settings(spec: StudySpec) -> dict[str, Any]:
     if spec.command == "plan":
         out["plan"] = spec.plan.model_dump()
     if spec.command == "prune":
-        out["prune"] = spec.prune.model_dump()
+        out["prune"] = {**spec.prune.model_dump(), "importance": importance}
     if spec.evaluate is not None:
         out.update(evaluate=spec.evaluate, evaluate_gpus=spec.evaluate_gpus)
     return out
