@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import sys
 import time
@@ -88,6 +89,45 @@ def batches(x: torch.Tensor, y: torch.Tensor, size: int, seed: int):
             yield x[idx], y[idx]
 
     return generate
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_data(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return load_data(seed)
+
+
+@functools.lru_cache(maxsize=1)
+def _trained(seed: int = 0, epochs: int = 8) -> DigitsNet:
+    torch.manual_seed(seed)
+    x_train, y_train, _, _ = _cached_data(seed)
+    model = DigitsNet()
+    finetune_classifier(model, batches(x_train, y_train, 64, seed), epochs=epochs, lr=3e-3)
+    return model.eval()
+
+
+def trained_net() -> nn.Module:
+    """Study model spec ``benchmarks/digits_study.py:trained_net``: the CNN trained as the studies do.
+
+    Trained once per process (seed 0, 8 epochs); a fresh copy each call. Traced at a batch of 32.
+    """
+    model = copy.deepcopy(_trained())
+    model.example_input_shape = (BATCH_ON_BOARD, 1, SIDE, SIDE)
+    return model
+
+
+def finetune_and_score(model: nn.Module, epochs: int = 1) -> float:
+    """Study entry point ``benchmarks/digits_study.py:finetune_and_score``: 1 epoch, then test accuracy.
+
+    The plan study's fine-tune (seed 0: batches seeded 1, Adam at 1e-3).
+    """
+    x_train, y_train, x_test, y_test = _cached_data(0)
+    finetune_classifier(model, batches(x_train, y_train, 64, 1), epochs=epochs, lr=1e-3)
+    return accuracy(model, x_test, y_test)
+
+
+def finetune_3_epochs_and_score(model: nn.Module) -> float:
+    """Study entry point for this study's prune runs: 3 epochs (as ``run_study``), then test accuracy."""
+    return finetune_and_score(model, epochs=3)
 
 
 def run_study(*, seed: int = 0, train_epochs: int = 8, finetune_epochs: int = 3) -> dict:

@@ -109,12 +109,20 @@ def _callable_from(source: str, attr: str, spec: str) -> Callable[[], Any]:
         if not path.is_file():
             raise ModelLoadError(f"model file {source!r} not found: check the path in {spec!r}")
         module_name = f"_splitprune_user_{path.stem}"
-        file_spec = importlib.util.spec_from_file_location(module_name, path)
-        if file_spec is None or file_spec.loader is None:
-            raise ModelLoadError(f"cannot import {source!r}: is it a Python file?")
-        namespace = importlib.util.module_from_spec(file_spec)
-        sys.modules[module_name] = namespace
-        _exec_user_code(lambda: file_spec.loader.exec_module(namespace), spec)  # type: ignore[union-attr]
+        loaded = sys.modules.get(module_name)
+        if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path.resolve():
+            namespace = loaded  # loaded before: its classes stay the same objects (and pickle)
+        else:
+            file_spec = importlib.util.spec_from_file_location(module_name, path)
+            if file_spec is None or file_spec.loader is None:
+                raise ModelLoadError(f"cannot import {source!r}: is it a Python file?")
+            namespace = importlib.util.module_from_spec(file_spec)
+            sys.modules[module_name] = namespace
+            try:
+                _exec_user_code(lambda: file_spec.loader.exec_module(namespace), spec)  # type: ignore[union-attr]
+            except ModelLoadError:
+                del sys.modules[module_name]  # a file that failed to load is loaded afresh next time
+                raise
     else:
         try:
             namespace = importlib.import_module(source)

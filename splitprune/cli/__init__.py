@@ -35,6 +35,7 @@ from . import plan as _plan  # noqa: E402,F401
 from . import prune as _prune  # noqa: E402,F401
 from . import serve as _serve  # noqa: E402,F401
 from . import split as _split  # noqa: E402,F401
+from . import study as _study  # noqa: E402,F401
 
 
 def main() -> None:

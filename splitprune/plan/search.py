@@ -35,10 +35,12 @@ step_saliency)`` pruned models (full offload has nothing to prune), each at ever
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -176,6 +178,7 @@ def plan(
     options: PlanOptions | None = None,
     finetune: Callable[[nn.Module], None] | None = None,
     evaluate_fn: Callable[[nn.Module], float] | None = None,
+    executor: Executor | None = None,
     name: str | None = None,
 ) -> PlanSweep:
     """The best joint (cut, pruning) plan of ``model`` at every rate (see the module docstring).
@@ -190,6 +193,9 @@ def plan(
         options: Objective, budgets and search bounds.
         finetune: Called on a copy of every pruned model before ``evaluate_fn``.
         evaluate_fn: Returns a pruned model's accuracy; the pruning cost is then the accuracy lost.
+        executor: With ``evaluate_fn``, fine-tune and score the pruned models here, each submitted as
+            soon as it is pruned (``finetune`` and ``evaluate_fn`` must then pickle). Nothing in the
+            search waits for an accuracy, so the plan is the same as without it.
         name: Model name for reports.
 
     Raises:
@@ -221,7 +227,16 @@ def plan(
             raise SplitpruneError(f"--ignore {module_name!r} is not a module of the model")
     baseline = Baseline.build(model, inputs, graph0, board, ignored=ignored,
                               min_channels=opts.min_channels, max_ratio=opts.max_ratio)
-    base_accuracy = _accuracy(model, finetune=finetune, evaluate_fn=evaluate_fn)
+    futures: dict[int, Future[float]] = {}  # state index -> its accuracy, when scored on `executor`
+
+    def submit(index: int, m: nn.Module) -> None:
+        assert executor is not None
+        futures[index] = executor.submit(_accuracy, copy.deepcopy(m), finetune, evaluate_fn)  # type: ignore[arg-type]
+
+    deferred = executor is not None and evaluate_fn is not None
+    if deferred:
+        submit(0, model)
+    base_accuracy = None if deferred else _accuracy(model, finetune=finetune, evaluate_fn=evaluate_fn)
     candidates = candidate_cuts(splitter.solver, problem0, link, rates, opts)
     mid = link.figures(math.sqrt(rates[0] * rates[-1]))
     per_byte = mid.energy_per_byte_j if opts.metric == "energy" else mid.latency_per_byte_s
@@ -253,7 +268,7 @@ def plan(
     joint_met = bool(opts.limits()) and not opts.full_front and all(
         p.feasible for p in points if p.kind == "joint"
     )
-    score = None if evaluate_fn is None else (lambda m: _accuracy(m, finetune, evaluate_fn))
+    score = None if evaluate_fn is None or deferred else (lambda m: _accuracy(m, finetune, evaluate_fn))
     for cand_name, device in candidates:
         if len(device) == len(problem0.inputs):
             continue  # full offload: nothing on the device to prune
@@ -266,9 +281,16 @@ def plan(
             if not traj.step(min(opts.step_saliency, room), room):
                 break
             states.append(traj.state(score))
+            if deferred:
+                submit(len(states) - 1, traj.model)
             if visit(states[-1], prune_only=cand_name == "all-local"):
                 break
 
+    if futures:  # fill in the accuracies scored on the executor
+        scored = {i: float(f.result()) for i, f in futures.items()}
+        states = [replace(s, accuracy=scored.get(i, s.accuracy)) for i, s in enumerate(states)]
+        points = [replace(p, accuracy=states[p.state].accuracy) for p in points]
+        base_accuracy = scored[0]
     results, errors = [], []
     for fig in figures:
         try:

@@ -1,0 +1,136 @@
+"""Study executors: a 200-job split study sequential vs a local pool vs Ray; the digits plan on 2 workers.
+
+1. **Grid.** ``splitprune study`` (a subprocess each, as users run it, ``--no-plots``) on 10 torchvision
+   models x 2 boards x 5 links x 2 rates = 200 split jobs, with ``--executor sequential``, ``local``
+   (a pool of ``--workers``) and ``ray`` (the command starts a local instance); the rows must agree.
+2. **Fine-tuning in the loop.** The digits CNN plan (TX2, 5G, budget 40 % of the all-local energy,
+   chunks of 8 channels, steps of 5 % saliency; every pruned model fine-tuned one epoch and scored):
+   sequential, then with its evaluations on a 2-worker pool started inside the timing (cold) and on
+   the same pool once its workers are up (warm, as in a study that runs many plans); same plan.
+
+Prints one JSON document. Run: .venv/bin/python benchmarks/bench_study.py [--skip-grid] [--skip-plan]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MODELS = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "squeezenet1_0",
+          "densenet121", "shufflenet_v2_x1_0", "regnet_y_400mf", "mnasnet1_0")
+LINKS = ("wifi", "lte", "5g", "5g-mmwave", "ble")
+VOLATILE = ("elapsed_s", "solve_time_s")
+
+
+def grid_study(directory: Path) -> Path:
+    path = directory / "grid.toml"
+    models = ", ".join(f'"torchvision:{m}"' for m in MODELS)
+    links = ", ".join(f'"{name}"' for name in LINKS)
+    path.write_text(f'[study]\ncommand = "split"\nmodels = [{models}]\nboards = ["tx2", "xavier-nx"]\n'
+                    f'links = [{links}]\nrates_bps = [1e6, 1e7]\nobjective = "energy"\n')
+    return path
+
+
+def run_cli(study: Path, out: Path, executor: str, workers: int | None) -> dict:
+    command = [sys.executable, "-m", "splitprune", "study", str(study), "--out", str(out), "--json",
+               "--no-plots", "--executor", executor]
+    if workers is not None and executor != "sequential":
+        command += ["--workers", str(workers)]
+    started = time.perf_counter()
+    run = subprocess.run(command, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - started
+    document = json.loads(run.stdout)
+    return {"wall_s": wall, "jobs": document["jobs"], "done": document["done"], "failed": document["failed"],
+            "workers": document["workers"], "results": document["results"]}
+
+
+def stable_rows(path: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(path).to_pylist()
+    return [{k: v for k, v in r.items() if not k.endswith(VOLATILE)} for r in rows]
+
+
+def grid_part(workers: int | None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        study = grid_study(directory)
+        names = ("sequential", "local", "ray")
+        runs = {name: run_cli(study, directory / name, name, workers) for name in names}
+        reference = stable_rows(runs["sequential"]["results"])
+        for run in runs.values():
+            run["same_rows_as_sequential"] = stable_rows(run.pop("results")) == reference
+    seq, local, ray = (runs[k]["wall_s"] for k in ("sequential", "local", "ray"))
+    return {"study": "10 models x 2 boards x 5 links x 2 rates, split", "runs": runs,
+            "local_speedup_vs_sequential": seq / local, "ray_over_local": ray / local}
+
+
+def plan_part() -> dict:
+    import torch
+
+    torch.set_num_threads(1)  # as each pool worker: the same arithmetic, the same accuracies
+    from splitprune import annotate, trace
+    from splitprune.board import load_board
+    from splitprune.link import load_link
+    from splitprune.models import load_model
+    from splitprune.plan import PlanOptions, plan
+    from splitprune.study.entry import EntryPoint, PrimedExecutor
+    from splitprune.study.executors import LocalExecutor
+
+    spec = str(HERE / "digits_study.py")
+    loaded = load_model(f"{spec}:trained_net")
+    model, x = loaded.module, torch.zeros(loaded.input_shape)
+    board, link = load_board("tx2"), load_link("5g")
+    options = PlanOptions(energy_budget_j=0.4 * annotate(trace(model, x), board).total_energy_j, round_to=8,
+                          step_saliency=0.05)
+    evaluate_fn = EntryPoint(f"{spec}:finetune_and_score")
+
+    def timed(executor=None):
+        started = time.perf_counter()
+        sweep = plan(model, x, board, link, options=options, evaluate_fn=evaluate_fn, executor=executor)
+        document = sweep.to_dict()
+        document["search"].pop("elapsed_s")
+        return time.perf_counter() - started, document, sweep
+
+    sequential_s, reference, sweep = timed()
+    started = time.perf_counter()
+    with LocalExecutor(2) as pool:
+        primed = PrimedExecutor(pool, primers=(f"{spec}:trained_net",))
+        cold_s, cold, _ = timed(primed)
+        cold_s = time.perf_counter() - started
+        warm_s, warm, _ = timed(primed)
+    best = sweep.plans[0].best
+    return {
+        "states": sweep.states, "plan": {"candidate": best.candidate, "step": best.step,
+                                         "energy_j": best.energy_j, "accuracy": best.accuracy},
+        "sequential_s": sequential_s, "two_workers_cold_s": cold_s, "two_workers_warm_s": warm_s,
+        "cold_ratio": cold_s / sequential_s, "warm_ratio": warm_s / sequential_s,
+        "same_plan_cold": cold == reference, "same_plan_warm": warm == reference,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=None, help="local pool size (default: all CPUs)")
+    parser.add_argument("--skip-grid", action="store_true")
+    parser.add_argument("--skip-plan", action="store_true")
+    args = parser.parse_args()
+    result: dict = {"schema": "splitprune.bench_study/1", "cpus": len(os.sched_getaffinity(0)),
+                    "load_average_at_start": list(os.getloadavg())}
+    if not args.skip_grid:
+        result["grid"] = grid_part(args.workers)
+    if not args.skip_plan:
+        result["digits_plan"] = plan_part()
+    result["load_average_at_end"] = list(os.getloadavg())
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
