@@ -213,7 +213,11 @@ class ChannelModel:
                 + node.weight_bytes * in_frac * out_frac
             )
             cost = self.cost_model.layer_cost(
-                node.kind, macs=round(macs), mem_bytes=round(mem), kernels=kernels, dispatches=node.dispatches,
+                node.kind,
+                macs=round(macs),
+                mem_bytes=round(mem),
+                kernels=kernels,
+                dispatches=node.dispatches,
                 shape=_scaled(node.shape, out_frac),
             )
             return out_frac, cost

@@ -10,8 +10,6 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
-
 if TYPE_CHECKING:
     from ..board import BoardProfile
 
@@ -22,26 +20,12 @@ __all__ = ["board_profile"]
 def board_profile(
     board: str, *, mode: str = "eager", precision: str | None = None, power_mode: str | None = None
 ) -> BoardProfile:
-    """The profile of ``board`` priced for ``mode``, ``precision`` and ``power_mode``.
-
-    ``precision`` and ``power_mode`` may be None or the profile's own (the cost model prices one
-    precision and power mode per profile file for now).
+    """The profile of ``board`` priced for ``mode``, ``precision`` and ``power_mode`` (None: its own).
 
     Raises:
-        ConfigError: The board or mode is unknown, or the precision or power mode is not priced.
+        ConfigError: The board, mode, precision or power mode is unknown or not priced for the board.
     """
     from ..board import load_board
+    from ..deploy import configure
 
-    profile = load_board(board)
-    own = profile.board
-    if precision is not None and precision != own.precision:
-        raise ConfigError(
-            f"precision {precision!r} is not priced yet for board {board!r} (its profile is "
-            f"{own.precision}); remove it from precisions or use {own.precision!r}"
-        )
-    if power_mode is not None and power_mode != own.power_mode:
-        raise ConfigError(
-            f"power mode {power_mode!r} is not priced yet for board {board!r} (its profile is "
-            f"{own.power_mode!r}); remove it from power_modes or use {own.power_mode!r}"
-        )
-    return profile.for_mode(mode)
+    return configure(load_board(board), mode=mode, precision=precision, power_mode=power_mode)

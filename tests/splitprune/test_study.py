@@ -50,8 +50,10 @@ def test_lists_expand_as_a_product_with_stable_ids():
 @pytest.mark.parametrize(("text", "message"), [
     ('command = "estimate"\nmodels = ["torchvision:resnet18"]\nlinks = ["wifi"]', "links does not apply"),
     ('command = "split"\nmodels = ["torchvision:resnet18"]\nlinks = ["wifi"]\nlinkz = 1', "unknown key"),
-    ('command = "estimate"\nmodels = ["torchvision:resnet18"]\nprecisions = ["int8"]', "not priced yet"),
-    ('command = "estimate"\nmodels = ["torchvision:resnet18"]\npower_modes = ["15W"]', "not priced yet"),
+    ('command = "estimate"\nmodels = ["torchvision:resnet18"]\nprecisions = ["int8"]',
+     "int8 needs a quantising"),
+    ('command = "estimate"\nmodels = ["torchvision:resnet18"]\npower_modes = ["15W"]',
+     "has no power mode '15W'"),
     ('command = "plan"\nmodels = ["torchvision:resnet18"]\nlinks = ["wifi"]', "needs budgets"),
     ('command = "split"\nmodels = ["torchvision:resnet18"]\nlinks = ["wifi"]\nbudgets = ["5kg"]',
      "bad budget"),
