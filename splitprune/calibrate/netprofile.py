@@ -111,7 +111,7 @@ def validate_networks(profile: BoardProfile, rows: list[NetworkRow]) -> NetworkS
     from ..energy import annotate
     from .netfit import _graph
 
-    scored = []
+    scored: list[dict[str, Any]] = []
     for row in rows:
         try:
             configured = configure(profile, mode=row.mode, precision=row.precision, power_mode=row.power_mode)
