@@ -76,9 +76,10 @@ def ablation(csv_path: Path) -> dict:
     trained = fitted_networks(full.profile, data)
     held_out = [r for r in data.network_rows if r.network not in trained]
     paper = calibrate(
-        data, name="paper", terms=Terms(launch_floors=False, static_power=False, network_term=False)
+        data, name="paper", terms=Terms(launch_floors=False, static_power=False, network_term=False, tiles=False)
     )
-    floor = calibrate(data, name="floor", terms=Terms(network_term=False))
+    floor = calibrate(data, name="floor", terms=Terms(network_term=False, tiles=False))
+    no_waves = calibrate(data, name="no-waves", terms=Terms(tiles=False))
     training = [
         (_kernel_ops_only(network_ops(r.network, r.input_shape)), r.latency_s)
         for r in data.network_rows
@@ -95,6 +96,7 @@ def ablation(csv_path: Path) -> dict:
         "fit_networks": list(trained),
         "held_out": [r.network for r in held_out],
         "granularity": full.profile.latency_s.conv_kernel_granularity,
+        "tiling_scores": full.fits["latency_s"].granularity_cv_mape,
         "static_power_w": round(full.profile.energy_j.static_power_w, 2),
         "network_per_op_us": round(full.profile.latency_s.network_per_op * 1e6, 3),
         "launch_floor_us": {k: round(v * 1e6, 2) for k, v in full.profile.latency_s.launch_floor.items()},
@@ -102,7 +104,8 @@ def ablation(csv_path: Path) -> dict:
             "paper form": _evaluate(paper.profile, held_out),
             "+ launch floor, static power": _evaluate(floor.profile, held_out),
             "+ network term (kernel ops)": _evaluate(kernel_only, held_out, kernel_ops_only=True),
-            "+ every op (full model)": _evaluate(full.profile, held_out),
+            "+ every op": _evaluate(no_waves.profile, held_out),
+            "+ tile terms (per-output overhead; waves where chosen): full model": _evaluate(full.profile, held_out),
         },
         "profile": full.profile,
     }

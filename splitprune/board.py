@@ -124,6 +124,9 @@ class CostModel(StrictModel):
         concurrent_tiles: Tiles the whole GPU runs at once (SMs x tiles per SM); 0 leaves out wave
             quantisation. With it a layer whose tiles do not fill the device pays for the idle SMs.
         per_inference: Fixed cost once per inference (TensorRT's enqueue), charged on the input.
+        output_overhead_macs: What each output of a conv or GEMM costs beyond its reduction, in MACs
+            (a tile's prologue and epilogue: loading, scaling and writing it); a layer with a short
+            reduction (few input channels) therefore runs slower per MAC than a deep one.
     """
 
     conv_per_mac: float = Field(ge=0)
@@ -139,6 +142,7 @@ class CostModel(StrictModel):
     tile_rows: int = Field(default=1, ge=1)
     concurrent_tiles: int = Field(default=0, ge=0)
     per_inference: float = Field(default=0.0, ge=0)
+    output_overhead_macs: float = Field(default=0.0, ge=0)
     _time: CostModel | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -161,19 +165,23 @@ class CostModel(StrictModel):
         Without a ``shape`` (or without ``tile_rows``/``concurrent_tiles``) only the kernel padding of
         :meth:`padded_kernel_factor` applies to convolutions, as in schema 2.
         """
-        if shape is None or (self.tile_rows == 1 and self.concurrent_tiles == 0):
+        plain = self.tile_rows == 1 and self.concurrent_tiles == 0
+        if shape is None or (plain and self.output_overhead_macs == 0):
             return self.padded_kernel_factor(kernels) if kind in CONV_KINDS else 1.0
         batches, rows, cols = shape
         per_group = kernels if kind in CONV_KINDS and kernels > 0 else cols
         groups = max(1, cols // per_group) if per_group > 0 else 1
         if rows <= 0 or per_group <= 0 or macs <= 0:
             return 1.0
+        reduction = macs / (batches * groups * rows * per_group)
+        overhead = (reduction + self.output_overhead_macs) / reduction if per_group > 1 else 1.0
+        if plain:
+            return overhead * (self.padded_kernel_factor(kernels) if kind in CONV_KINDS else 1.0)
         tile_cols = min(self.conv_kernel_granularity, 1 << (per_group - 1).bit_length())
         tiles = batches * groups * math.ceil(rows / self.tile_rows) * math.ceil(per_group / tile_cols)
-        factor = tiles * self.tile_rows * tile_cols / (batches * groups * rows * per_group)
+        factor = overhead * tiles * self.tile_rows * tile_cols / (batches * groups * rows * per_group)
         if self.concurrent_tiles > 0:
             slots = self.concurrent_tiles * max(1, self.conv_kernel_granularity // tile_cols)
-            reduction = macs / (batches * groups * rows * per_group)
             splits = 1
             if tiles < slots:
                 splits = max(1, min(slots // tiles, int(reduction // SPLIT_K_MIN_REDUCTION)))

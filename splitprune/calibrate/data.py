@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..board import GemmShape
 from ..errors import DataError
 
 __all__ = ["MAGIC", "SweepData", "SweepRow", "read_sweep"]
@@ -24,6 +25,31 @@ _NEEDED: tuple[str, ...] = ("point_id", "kind", "network", "input_shape", "macs"
 _NEEDED += ("status", "latency_s_median", "energy_j_median", "net_energy_j_median")
 
 MAGIC = "# splitprune-measure sweep v1"
+
+
+def sweep_gemm_shape(point_id: str, input_shape: tuple[int, ...]) -> GemmShape | None:
+    """The GEMM shape of a sweep's conv, dwconv or linear point, from its id and input shape.
+
+    Convs are padded to keep ``spatial / stride`` (as ``measure`` builds them): rows are the batch
+    times the output pixels, columns the output channels; a linear point's rows are its batch rows.
+    """
+    op, _, text = point_id.partition(":")
+    params: dict[str, int] = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        if value.lstrip("-").isdigit():
+            params[key] = int(value)
+    try:
+        if op in ("conv", "dwconv"):
+            k, stride, spatial = params["kernel_size"], params.get("stride", 1), params["spatial"]
+            out = (spatial + 2 * (k // 2) - k) // stride + 1
+            cols = params["channels"] if op == "dwconv" else params["kernels"]
+            return 1, input_shape[0] * out * out, cols
+        if op == "linear":
+            return 1, math.prod(input_shape[:-1]), params["out_features"]
+    except (KeyError, IndexError):
+        return None
+    return None
 
 
 @dataclass(frozen=True)
@@ -57,6 +83,11 @@ class SweepRow:
     latency_s: float
     energy_j: float | None
     net_energy_j: float | None
+
+    @property
+    def shape(self) -> GemmShape | None:
+        """GEMM ``(batches, rows, cols)`` of a conv or linear point (from its parameters), else None."""
+        return sweep_gemm_shape(self.point_id, self.input_shape)
 
     def value(self, metric: str, energy_basis: str = "net") -> float | None:
         """The measured ``latency`` or ``energy`` (``net`` or ``gross``) of this row."""

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..board import CONV_KINDS, FC_KINDS, GEMM_KINDS, CostModel
+from ..board import CONV_KINDS, FC_KINDS, GEMM_KINDS, CostModel, GemmShape
 from ..errors import DataError
 from ..ops import NO_WORK_KINDS
 
@@ -47,6 +47,38 @@ FLOOR_FALLBACK: dict[str, tuple[str, float]] = {
 """Kind -> (measured kind whose launch floor it borrows, multiple), for single-dispatch kinds. Other
 unmeasured kinds (attention, ``other``) pay ``launch_floor["default"]`` per ATen op they dispatch."""
 _MEMORY_DEFAULT = ("bn", "act", "add", "pool")
+Tiles = tuple[int, int, float]
+"""``(tile_rows, concurrent_tiles, output_overhead_macs)`` of the tile model; :data:`NO_TILES` pads only
+kernels (schema 2)."""
+NO_TILES: Tiles = (1, 0, 0.0)
+OUTPUT_OVERHEADS = (256.0, 512.0)
+"""Candidate per-output overheads (MACs) tried at granularities 32 and 64."""
+
+
+def _tiling_probe(g: int, tiles: Tiles) -> CostModel:
+    return CostModel(
+        conv_per_mac=1.0,
+        conv_kernel_granularity=g,
+        linear_per_mac=1.0,
+        memory_per_byte=0.0,
+        tile_rows=tiles[0],
+        concurrent_tiles=tiles[1],
+        output_overhead_macs=tiles[2],
+    )
+
+
+def tiling_candidates(sm_count: int | None) -> list[tuple[int, Tiles]]:
+    """Granularity and wave settings to choose from.
+
+    Kernel padding alone at every granularity; a per-output overhead (:data:`OUTPUT_OVERHEADS`) at 32
+    and 64; and, where the sweep knows the GPU's SM count, 64-row tiles with two per SM at 32, 64 and
+    128 columns.
+    """
+    plain = [(g, NO_TILES) for g in GRANULARITIES]
+    plain += [(g, (1, 0, k0)) for g in (32, 64) for k0 in OUTPUT_OVERHEADS]
+    if not sm_count:
+        return plain
+    return plain + [(g, (64, 2 * sm_count, 0.0)) for g in (32, 64, 128)]
 _SLOTS = ("conv", "linear", "gemm", "memory", "static")
 
 
@@ -80,6 +112,11 @@ class LayerData:
     kernels: np.ndarray
     latency_s: np.ndarray
     energy_j: np.ndarray | None = None
+    shapes: tuple[GemmShape | None, ...] = ()
+
+    def shape(self, i: int) -> GemmShape | None:
+        """GEMM shape of row ``i`` (None where unknown)."""
+        return self.shapes[i] if self.shapes else None
 
     @staticmethod
     def of(
@@ -89,6 +126,7 @@ class LayerData:
         kernels: Sequence[float],
         latency_s: Sequence[float],
         energy_j: Sequence[float] | None = None,
+        shapes: Sequence[GemmShape | None] | None = None,
     ) -> LayerData:
         """Build from plain sequences, dropping kinds that cost nothing and checking the values.
 
@@ -107,6 +145,7 @@ class LayerData:
             kernels=arr(kernels),
             latency_s=arr(latency_s),
             energy_j=None if energy_j is None else arr(energy_j),
+            shapes=() if shapes is None else tuple(shapes[i] for i in keep),
         )
         for name, values in (("latency", data.latency_s), ("energy", data.energy_j)):
             if values is not None and not (np.isfinite(values).all() and (values > 0).all()):
@@ -119,14 +158,16 @@ class LayerData:
         """Fit group of every row."""
         return np.array([group_of(k) for k in self.kinds])
 
-    def work(self, g: int) -> np.ndarray:
-        """Columns conv (tile-padded MACs), linear MACs, gemm MACs, bytes, 1 for every row."""
+    def work(self, g: int, tiles: Tiles = NO_TILES) -> np.ndarray:
+        """Columns conv and gemm (MACs padded to whole tiles and waves), linear MACs, bytes, 1."""
         x = np.zeros((len(self.kinds), len(_SLOTS)))
-        k = self.kernels
-        padded = np.where(k > 0, np.ceil(k / g) * g / np.maximum(k, 1), 1.0)
+        probe = _tiling_probe(g, tiles)
         for i, group in enumerate(self.groups()):
             if group != "memory":
-                x[i, _SLOTS.index(group)] = self.macs[i] * (padded[i] if group == "conv" else 1.0)
+                factor = probe.tiled_factor(
+                    self.kinds[i], macs=int(self.macs[i]), kernels=int(self.kernels[i]), shape=self.shape(i)
+                )
+                x[i, _SLOTS.index(group)] = self.macs[i] * (factor if group in ("conv", "gemm") else 1.0)
         x[:, 3] = self.mem_bytes
         x[:, 4] = 1.0
         return x
@@ -140,6 +181,18 @@ class LayerData:
             kernels=self.kernels[mask],
             latency_s=self.latency_s[mask],
             energy_j=None if self.energy_j is None else self.energy_j[mask],
+            shapes=tuple(s for s, m in zip(self.shapes, mask, strict=True) if m) if self.shapes else (),
+        )
+
+    def predict(self, model: CostModel) -> np.ndarray:
+        """Every row's cost under ``model``."""
+        return np.array(
+            [
+                model.layer_cost(k, macs=int(m), mem_bytes=int(b), kernels=int(kk), shape=self.shape(i))
+                for i, (k, m, b, kk) in enumerate(
+                    zip(self.kinds, self.macs, self.mem_bytes, self.kernels, strict=True)
+                )
+            ]
         )
 
 
@@ -233,10 +286,12 @@ class _LatencyForm:
         return top * ((cpu / top) ** p + (gpu / top) ** p) ** (1.0 / p)
 
 
-def _solve_latency(data: LayerData, g: int, with_floors: bool, overlap: bool) -> np.ndarray:
+def _solve_latency(
+    data: LayerData, g: int, with_floors: bool, overlap: bool, tiles: Tiles = NO_TILES
+) -> np.ndarray:
     from scipy.optimize import least_squares
 
-    x, y = data.work(g), data.latency_s
+    x, y = data.work(g, tiles), data.latency_s
     form = _LatencyForm(tuple(sorted(set(data.kinds))) if with_floors else (), overlap)
     start = np.empty(5 + len(form.floor_kinds))
     for j in range(4):
@@ -254,9 +309,15 @@ def _solve_latency(data: LayerData, g: int, with_floors: bool, overlap: bool) ->
     return np.where(used, solution.x * start, 0.0)
 
 
-def _work_terms(theta: np.ndarray, g: int) -> dict[str, Any]:
+def _work_terms(theta: np.ndarray, g: int, tiles: Tiles = NO_TILES) -> dict[str, Any]:
     """The cost-table fields of the work columns (:data:`_SLOTS` order) in ``theta``."""
+    waves: dict[str, Any] = {}
+    if tiles[:2] != NO_TILES[:2]:
+        waves.update(tile_rows=tiles[0], concurrent_tiles=tiles[1])
+    if tiles[2]:
+        waves["output_overhead_macs"] = tiles[2]
     return {
+        **waves,
         "conv_per_mac": float(theta[0]),
         "conv_kernel_granularity": g,
         "linear_per_mac": float(theta[1]),
@@ -266,17 +327,19 @@ def _work_terms(theta: np.ndarray, g: int) -> dict[str, Any]:
     }
 
 
-def _latency_model(theta: np.ndarray, g: int, floor_kinds: Sequence[str], overlap: bool) -> CostModel:
+def _latency_model(
+    theta: np.ndarray, g: int, floor_kinds: Sequence[str], overlap: bool, tiles: Tiles = NO_TILES
+) -> CostModel:
     floors = {k: float(v) for k, v in zip(floor_kinds, theta[5:], strict=True)}
-    return CostModel(**_work_terms(theta[:5], g), launch_floor=floors, dispatch_overlaps=overlap)
+    return CostModel(**_work_terms(theta[:5], g, tiles), launch_floor=floors, dispatch_overlaps=overlap)
 
 
 def _complete(
-    theta: np.ndarray, g: int, data: LayerData, with_floors: bool, overlap: bool
+    theta: np.ndarray, g: int, data: LayerData, with_floors: bool, overlap: bool, tiles: Tiles = NO_TILES
 ) -> tuple[CostModel, dict[str, str]]:
     """The latency table of ``theta``, with borrowed floors for the kinds ``data`` lacks."""
     measured = tuple(sorted(set(data.kinds))) if with_floors else ()
-    model = _latency_model(theta, g, measured, overlap)
+    model = _latency_model(theta, g, measured, overlap, tiles)
     if not with_floors:
         return model, {}
     floors = dict(model.launch_floor)
@@ -314,6 +377,7 @@ def fit_latency(
     granularities: Sequence[int] = GRANULARITIES,
     folds: int = 5,
     seed: int = 0,
+    tiles: Tiles = NO_TILES,
 ) -> FitResult:
     """Fit the latency table (roofline + launch floors) to ``data`` (see the module docstring).
 
@@ -324,6 +388,7 @@ def fit_latency(
         granularities: Candidate kernel granularities.
         folds: Cross-validation folds (fewer if there are fewer rows).
         seed: Seed of the fold assignment.
+        tiles: Wave-model tiling (:data:`NO_TILES`: kernel padding only).
 
     Raises:
         DataError: A layer group the model needs (conv, memory) is absent.
@@ -338,17 +403,13 @@ def fit_latency(
         pred = np.empty(len(data.kinds))
         for f in range(folds):
             train, test = data.subset(fold_of != f), data.subset(fold_of == f)
-            model = _complete(_solve_latency(train, g, with_floors, overlap), g, train, with_floors, overlap)[
-                0
-            ]
-            pred[fold_of == f] = [
-                model.layer_cost(k, macs=int(m), mem_bytes=int(b), kernels=int(kk))
-                for k, m, b, kk in zip(test.kinds, test.macs, test.mem_bytes, test.kernels, strict=True)
-            ]
+            theta = _solve_latency(train, g, with_floors, overlap, tiles)
+            model = _complete(theta, g, train, with_floors, overlap, tiles)[0]
+            pred[fold_of == f] = test.predict(model)
         scores[g] = (float(np.mean(np.abs(pred / data.latency_s - 1.0))), pred)
     best_g = min(scores, key=lambda g: (scores[g][0], g))
-    theta = _solve_latency(data, best_g, with_floors, overlap)
-    model, fallbacks = _complete(theta, best_g, data, with_floors, overlap)
+    theta = _solve_latency(data, best_g, with_floors, overlap, tiles)
+    model, fallbacks = _complete(theta, best_g, data, with_floors, overlap, tiles)
     if "gemm" not in groups:
         fallbacks["gemm_per_mac"] = "conv_per_mac (no matmul or attention layers measured)"
     if "linear" not in groups:
@@ -365,25 +426,20 @@ def fit_latency(
 
 
 def _predict(model: CostModel, data: LayerData) -> np.ndarray:
-    return np.array(
-        [
-            model.layer_cost(k, macs=int(m), mem_bytes=int(b), kernels=int(kk))
-            for k, m, b, kk in zip(data.kinds, data.macs, data.mem_bytes, data.kernels, strict=True)
-        ]
-    )
+    return data.predict(model)
 
 
 # -- energy --------------------------------------------------------------------------------------
 
 
-def _energy_design(data: LayerData, g: int, with_static_power: bool) -> np.ndarray:
-    x = data.work(g)
+def _energy_design(data: LayerData, g: int, with_static_power: bool, tiles: Tiles = NO_TILES) -> np.ndarray:
+    x = data.work(g, tiles)
     seconds = data.latency_s if with_static_power else np.zeros(len(data.kinds))
     return np.column_stack([seconds, x])
 
 
-def _energy_model(theta: np.ndarray, g: int) -> CostModel:
-    return CostModel(static_power_w=float(theta[0]), **_work_terms(theta[1:], g))
+def _energy_model(theta: np.ndarray, g: int, tiles: Tiles = NO_TILES) -> CostModel:
+    return CostModel(static_power_w=float(theta[0]), **_work_terms(theta[1:], g, tiles))
 
 
 def fit_energy(
@@ -394,6 +450,7 @@ def fit_energy(
     granularities: Sequence[int] = GRANULARITIES,
     folds: int = 5,
     seed: int = 0,
+    tiles: Tiles = NO_TILES,
 ) -> FitResult:
     """Fit the energy table: static power over each layer's measured time plus its work.
 
@@ -406,6 +463,7 @@ def fit_energy(
         granularities: Candidate kernel granularities.
         folds: Cross-validation folds.
         seed: Seed of the fold assignment.
+        tiles: Wave-model tiling of the work columns (:data:`NO_TILES`: kernel padding only).
 
     Raises:
         DataError: The data has no energy.
@@ -419,19 +477,19 @@ def fit_energy(
     scores: dict[int, tuple[float, np.ndarray]] = {}
 
     def coupled(theta: np.ndarray, g: int) -> CostModel:
-        model = _energy_model(theta, g)
+        model = _energy_model(theta, g, tiles)
         couple_energy(model, latency)
         return model
 
     for g in granularities:
-        x = _energy_design(data, g, with_static_power)
+        x = _energy_design(data, g, with_static_power, tiles)
         pred = np.empty(len(y))
         for f in range(folds):
             test = fold_of == f
             pred[test] = _predict(coupled(_relative_nnls(x[~test], y[~test]), g), data.subset(test))
         scores[g] = (float(np.mean(np.abs(pred / y - 1.0))), pred)
     best_g = min(scores, key=lambda g: (scores[g][0], g))
-    model = coupled(_relative_nnls(_energy_design(data, best_g, with_static_power), y), best_g)
+    model = coupled(_relative_nnls(_energy_design(data, best_g, with_static_power, tiles), y), best_g)
     fallbacks = {}
     if "gemm" not in groups:
         fallbacks["gemm_per_mac"] = "conv_per_mac (no matmul or attention layers measured)"

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..board import FREE_KINDS, CostModel
+from ..board import FREE_KINDS, CostModel, GemmShape, gemm_shape
 from ..errors import DataError, SplitpruneError
 
 __all__ = ["NetworkOps", "default_fit_networks", "fit_network_term", "network_ops"]
@@ -27,12 +27,13 @@ class NetworkOps:
     Attributes:
         name: Model spec.
         input_shape: Input shape traced.
-        ops: ``(kind, macs, mem_bytes, kernels, dispatches)`` of every op that costs something.
+        ops: ``(kind, macs, mem_bytes, kernels, dispatches, shape)`` of every op that costs something
+            (``shape``: its GEMM shape or None).
     """
 
     name: str
     input_shape: tuple[int, ...]
-    ops: tuple[tuple[str, int, int, int, int], ...]
+    ops: tuple[tuple[str, int, int, int, int, GemmShape | None], ...]
 
     @property
     def total_macs(self) -> int:
@@ -42,7 +43,8 @@ class NetworkOps:
     def cost(self, model: CostModel) -> float:
         """Total cost of the network under ``model``."""
         return sum(
-            model.layer_cost(k, macs=m, mem_bytes=b, kernels=n, dispatches=d) for k, m, b, n, d in self.ops
+            model.layer_cost(k, macs=m, mem_bytes=b, kernels=n, dispatches=d, shape=s)
+            for k, m, b, n, d, s in self.ops
         )
 
 
@@ -64,7 +66,14 @@ def network_ops(spec: str, input_shape: tuple[int, ...]) -> NetworkOps:
     except SplitpruneError as exc:
         raise DataError(f"cannot trace {spec} ({exc})") from None
     ops = tuple(
-        (a["kind"], int(a["macs"]), int(a["mem_bytes"]), int(a["kernels"]), int(a["dispatches"]))
+        (
+            a["kind"],
+            int(a["macs"]),
+            int(a["mem_bytes"]),
+            int(a["kernels"]),
+            int(a["dispatches"]),
+            gemm_shape(a["kind"], a["output_shapes"]),
+        )
         for a in (graph.nodes[n] for n in graph.order)
         if a["kind"] not in FREE_KINDS
     )

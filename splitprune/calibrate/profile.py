@@ -20,7 +20,7 @@ import numpy as np
 from ..board import BoardProfile, CostModel
 from ..errors import DataError
 from .data import SweepData, SweepRow
-from .fit import GRANULARITIES, FitResult, LayerData, fit_energy, fit_latency
+from .fit import GRANULARITIES, NO_TILES, FitResult, LayerData, fit_energy, fit_latency, tiling_candidates
 from .network import NetworkOps, default_fit_networks, fit_network_term, network_ops
 
 __all__ = ["PLACEHOLDER", "TABLES", "Calibration", "Terms", "calibrate", "profile_toml", "sweep_mode"]
@@ -70,11 +70,20 @@ class Terms:
         launch_floors: Per-kind eager launch floors (off: the paper's form, cost = work).
         static_power: Energy as static power over time plus work (off: energy from work alone).
         network_term: The per-op network term, from the training networks.
+        tiles: Candidate tile terms for the conv/GEMM slope, chosen like the granularity: a per-output
+            overhead, and tiles in waves over the SMs where the sweep knows the SM count (off: kernel
+            padding alone, schema 2's form).
     """
 
     launch_floors: bool = True
     static_power: bool = True
     network_term: bool = True
+    tiles: bool = True
+
+
+KNOWN_SM_COUNTS = {"H100 80GB HBM3": 132, "H100 PCIe": 114, "H200": 132, "A100": 108, "L4": 58, "T4": 40}
+"""SMs by device name, for sweeps that predate the ``sm_count`` header (NVIDIA's published specs:
+H100 SXM5 132, H100 PCIe 114, H200 132, A100 108, L4 58, T4 40)."""
 
 
 def sweep_mode(data: SweepData) -> str:
@@ -167,6 +176,7 @@ def calibrate(
         [r.kernels for r in rows],
         [r.latency_s for r in rows],
         [float(r.value("energy", energy_basis) or 0.0) for r in rows] if with_energy else None,
+        shapes=[r.shape for r in rows],
     )
     mode = sweep_mode(data)
     eager = mode == "eager"
@@ -174,7 +184,11 @@ def calibrate(
     networks = [(network_ops(r.network, r.input_shape), r.latency_s) for r in trained]
     overlap = data.header("device", "cuda") != "cpu"
     latency = _fit_latency_and_network(
-        layers, networks, with_floors=eager and terms.launch_floors, overlap=overlap
+        layers,
+        networks,
+        with_floors=eager and terms.launch_floors,
+        overlap=overlap,
+        candidates=tiling_candidates(sweep_sm_count(data)) if terms.tiles else None,
     )
     fits = {"latency_s": latency}
     if with_energy:
@@ -193,23 +207,48 @@ def calibrate(
     return Calibration(profile, fits, unmeasured, energy_basis, names, tuple(warnings))
 
 
-def _fit_latency_and_network(
-    layers: LayerData, networks: Sequence[tuple[NetworkOps, float]], *, with_floors: bool, overlap: bool
-) -> FitResult:
-    """Fit the latency table for every granularity, add the network term, keep the best.
+def sweep_sm_count(data: SweepData) -> int | None:
+    """The GPU's SM count: the sweep header's ``sm_count``, else :data:`KNOWN_SM_COUNTS` by device name."""
+    recorded = data.header("sm_count", "")
+    if str(recorded).isdigit():
+        return int(recorded)
+    name = str(data.header("device_name", ""))
+    return next((n for key, n in KNOWN_SM_COUNTS.items() if key in name), None)
 
-    A granularity is scored by its cross-validated layer MAPE plus, when training networks are given,
-    their MAPE: single layers alone tie within their noise (about 15 % per layer on a GPU).
+
+def _candidate_name(g: int, tiles: tuple[int, int, float]) -> str:
+    name = str(g)
+    if tiles[1]:
+        name += f" tiles {tiles[0]}x{g} in waves of {tiles[1]}"
+    if tiles[2]:
+        name += f" +{tiles[2]:g} MACs per output"
+    return name
+
+
+def _fit_latency_and_network(
+    layers: LayerData,
+    networks: Sequence[tuple[NetworkOps, float]],
+    *,
+    with_floors: bool,
+    overlap: bool,
+    candidates: Sequence[tuple[int, tuple[int, int, float]]] | None = None,
+) -> FitResult:
+    """Fit the latency table for every tiling candidate, add the network term, keep the best.
+
+    A candidate (granularity, and tiles and waves where the SM count is known:
+    :func:`~splitprune.calibrate.fit.tiling_candidates`) is scored by its cross-validated layer MAPE
+    plus, when training networks are given, their MAPE: single layers alone tie within their noise
+    (about 15 % per layer on a GPU).
     """
     best: tuple[float, FitResult] | None = None
     scores: dict[str, float] = {}
-    for g in GRANULARITIES:
-        fit = fit_latency(layers, with_floors=with_floors, overlap=overlap, granularities=(g,))
+    for g, tiles in candidates or [(g, NO_TILES) for g in GRANULARITIES]:
+        fit = fit_latency(layers, with_floors=with_floors, overlap=overlap, granularities=(g,), tiles=tiles)
         per_op = fit_network_term(fit.model, networks)
         model = fit.model.model_copy(update={"network_per_op": per_op})
         network_mape = np.mean([abs(n.cost(model) / m - 1.0) for n, m in networks]) if networks else 0.0
         score = fit.cv_mape["all"] + float(network_mape)
-        scores[str(g)] = score
+        scores[_candidate_name(g, tiles)] = score
         if best is None or score < best[0] - 1e-12:
             best = (score, replace(fit, model=model))
     assert best is not None
@@ -230,6 +269,10 @@ def _provenance_values(
         for key in [*written, *(k.split(".")[0] for k in fit.fallbacks if k.split(".")[0] not in written)]:
             how = {
                 "conv_kernel_granularity": "chosen by cross-validated layer MAPE + training-network MAPE",
+                "output_overhead_macs": "chosen with the granularity by cross-validated layer MAPE + "
+                "training-network MAPE",
+                "tile_rows": "chosen with the granularity (tiles in waves)",
+                "concurrent_tiles": "two tiles per SM of the sweep's GPU, chosen with the granularity",
                 "network_per_op": "fitted on the training networks "
                 + (", ".join(per_op_networks) or "(none: 0)"),
             }.get(key, f"fitted on {fit.points} layers")

@@ -27,6 +27,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from ..board import gemm_shape
 from ..errors import SplitpruneError
 from ..link import LinkFigures
 from .wire import InputWire, WireFormat
@@ -159,6 +160,7 @@ class SplitProblem:
                     mem_bytes=a["mem_bytes"],
                     kernels=a["kernels"],
                     dispatches=a.get("dispatches", 1),
+                    shape=gemm_shape(a["kind"], a.get("output_shapes", [])),
                 )
             server_latency = np.array([server_cost(server.latency_s, v) for v in names])
             server_energy = np.array([server_cost(server.energy_j, v) for v in names])
