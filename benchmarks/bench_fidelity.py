@@ -132,9 +132,58 @@ def graph_mode_check(profiles: dict[str, BoardProfile], csv_path: Path) -> dict:
     return out
 
 
+def leave_one_network_out(csv_path: Path) -> dict:
+    """Every network of the sweep predicted by a calibration whose network term never saw it."""
+    from splitprune.calibrate.network import default_fit_networks
+
+    data = read_sweep(csv_path)
+    rows = [r for r in data.network_rows]
+    default = default_fit_networks([network_ops(r.network, r.input_shape) for r in rows])
+    full = calibrate(data, name="loo").profile
+    errors: dict[str, dict[str, float]] = {}
+    for row in rows:
+        profile = full
+        if row.network in default:
+            profile = calibrate(data, name="loo", fit_networks=[n for n in default if n != row.network]).profile
+        net = network_ops(row.network, row.input_shape)
+        errors[row.network.split(":")[-1]] = {
+            "latency": round(net.cost(profile.latency_s) / row.latency_s - 1.0, 4),
+            "energy": round(net.cost(profile.energy_j) / row.energy_j - 1.0, 4),
+        }
+    return {
+        "csv": csv_path.name,
+        "latency_mape": round(float(np.mean([abs(e["latency"]) for e in errors.values()])), 4),
+        "energy_mape": round(float(np.mean([abs(e["energy"]) for e in errors.values()])), 4),
+        "errors": errors,
+    }
+
+
+def cross_batch(fit_csv: Path, other_csv: Path) -> dict:
+    """Fit one batch size's sweep and predict the other's layers and networks."""
+    from splitprune.calibrate.fit import LayerData
+    from splitprune.calibrate.profile import _usable_rows
+
+    profile = calibrate(read_sweep(fit_csv), name="cross").profile
+    other = read_sweep(other_csv)
+    rows, _ = _usable_rows(other, True, "gross")
+    layers = LayerData.of([r.kind for r in rows], [r.macs for r in rows], [r.mem_bytes for r in rows],
+                          [r.kernels for r in rows], [r.latency_s for r in rows],
+                          [float(r.energy_j or 0.0) for r in rows], shapes=[r.shape for r in rows])  # fmt: skip
+    out = {"fit": fit_csv.name, "predicted": other_csv.name}
+    for metric, table, measured in (("latency", profile.latency_s, layers.latency_s),
+                                    ("energy", profile.energy_j, layers.energy_j)):  # fmt: skip
+        out[f"layer_{metric}_mape"] = round(float(np.mean(np.abs(layers.predict(table) / measured - 1.0))), 4)
+        nets = [(r, network_ops(r.network, r.input_shape)) for r in other.network_rows]
+        truth = [r.latency_s if metric == "latency" else r.energy_j for r, _ in nets]
+        pred = [n.cost(table) for _, n in nets]
+        out[f"network_{metric}_mape"] = round(float(np.mean([abs(p / t - 1.0) for p, t in zip(pred, truth, strict=True)])), 4)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data" / "h100")
+    parser.add_argument("--quick", action="store_true", help="skip leave-one-network-out and cross-batch")
     args = parser.parse_args()
     results, profiles = [], {}
     for name in ("h100_b1.csv", "h100_b16.csv"):
@@ -146,6 +195,10 @@ def main() -> None:
         "sweeps": results,
         "networks_eager_vs_graph": graph_mode_check(profiles, args.shared / "networks_eager_vs_graph.csv"),
     }
+    if not args.quick:
+        b1, b16 = args.shared / "h100_b1.csv", args.shared / "h100_b16.csv"
+        document["leave_one_network_out"] = [leave_one_network_out(b1), leave_one_network_out(b16)]
+        document["cross_batch"] = [cross_batch(b1, b16), cross_batch(b16, b1)]
     print(json.dumps(document, indent=2))
 
 

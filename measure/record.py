@@ -128,6 +128,7 @@ def collect_environment(*, device: str, dtype: str, batch: int, sensor: dict[str
         "cudnn": str(torch.backends.cudnn.version() or ""),
         "device": device,
         "device_name": torch.cuda.get_device_name() if device == "cuda" else _cpu_model(),
+        "sm_count": torch.cuda.get_device_properties(0).multi_processor_count if device == "cuda" else "",
         "dtype": dtype,
         "batch": batch,
         "threads": torch.get_num_threads(),

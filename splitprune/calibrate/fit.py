@@ -51,8 +51,6 @@ Tiles = tuple[int, int, float]
 """``(tile_rows, concurrent_tiles, output_overhead_macs)`` of the tile model; :data:`NO_TILES` pads only
 kernels (schema 2)."""
 NO_TILES: Tiles = (1, 0, 0.0)
-OUTPUT_OVERHEADS = (256.0, 512.0)
-"""Candidate per-output overheads (MACs) tried at granularities 32 and 64."""
 
 
 def _tiling_probe(g: int, tiles: Tiles) -> CostModel:
@@ -70,15 +68,15 @@ def _tiling_probe(g: int, tiles: Tiles) -> CostModel:
 def tiling_candidates(sm_count: int | None) -> list[tuple[int, Tiles]]:
     """Granularity and wave settings to choose from.
 
-    Kernel padding alone at every granularity; a per-output overhead (:data:`OUTPUT_OVERHEADS`) at 32
-    and 64; and, where the sweep knows the GPU's SM count, 64-row tiles with two per SM at 32, 64 and
-    128 columns.
+    Kernel padding alone at every granularity, and, where the sweep knows the GPU's SM count, 64-row
+    tiles with two per SM at 32, 64 and 128 columns.
     """
     plain = [(g, NO_TILES) for g in GRANULARITIES]
-    plain += [(g, (1, 0, k0)) for g in (32, 64) for k0 in OUTPUT_OVERHEADS]
     if not sm_count:
         return plain
     return plain + [(g, (64, 2 * sm_count, 0.0)) for g in (32, 64, 128)]
+
+
 _SLOTS = ("conv", "linear", "gemm", "memory", "static")
 
 
@@ -171,6 +169,25 @@ class LayerData:
         x[:, 3] = self.mem_bytes
         x[:, 4] = 1.0
         return x
+
+    def outputs(self, g: int, tiles: Tiles = NO_TILES) -> np.ndarray:
+        """Padded outputs of every conv row (column 0) and GEMM row (column 1): what a per-output
+        overhead multiplies (0 where the reduction is a single MAC, as in a depthwise conv).
+        """
+        out = np.zeros((len(self.kinds), 2))
+        probe = _tiling_probe(g, (tiles[0], tiles[1], 0.0))
+        for i, group in enumerate(self.groups()):
+            shape = self.shape(i)
+            if group not in ("conv", "gemm") or shape is None or self.macs[i] <= 0:
+                continue
+            batches, rows, cols = shape
+            per_group = int(self.kernels[i]) if group == "conv" and self.kernels[i] > 0 else cols
+            if per_group <= 1 or rows <= 0:
+                continue
+            factor = probe.tiled_factor(self.kinds[i], macs=int(self.macs[i]), kernels=int(self.kernels[i]),
+                                        shape=shape)  # fmt: skip
+            out[i, 0 if group == "conv" else 1] = batches * rows * cols * factor
+        return out
 
     def subset(self, mask: np.ndarray) -> LayerData:
         """Rows where ``mask`` is true."""
@@ -269,15 +286,18 @@ class _LatencyForm:
 
     floor_kinds: tuple[str, ...]
     overlap: bool = True
+    outputs: np.ndarray | None = None  # per-row padded outputs (conv, gemm): theta's last entry is k0
 
     def predict(self, theta: np.ndarray, x: np.ndarray, kinds: Sequence[str]) -> np.ndarray:
         from ..board import SMOOTH_MAX_EXPONENT
 
         compute = x[:, :3] @ theta[:3]
+        if self.outputs is not None:
+            compute = compute + theta[-1] * (self.outputs[:, 0] * theta[0] + self.outputs[:, 1] * theta[2])
         gpu = np.maximum(compute, x[:, 3] * theta[3]) + theta[4]
         if not self.floor_kinds:
             return gpu
-        floors = dict(zip(self.floor_kinds, theta[5:], strict=True))
+        floors = dict(zip(self.floor_kinds, theta[5 : 5 + len(self.floor_kinds)], strict=True))
         cpu = np.array([floors[k] for k in kinds])
         if not self.overlap:
             return cpu + gpu
@@ -287,13 +307,24 @@ class _LatencyForm:
 
 
 def _solve_latency(
-    data: LayerData, g: int, with_floors: bool, overlap: bool, tiles: Tiles = NO_TILES
+    data: LayerData,
+    g: int,
+    with_floors: bool,
+    overlap: bool,
+    tiles: Tiles = NO_TILES,
+    fit_overhead: bool = False,
 ) -> np.ndarray:
+    """Latency coefficients: 5 work slots, one floor per kind, then (``fit_overhead``) the per-output
+    overhead in MACs.
+    """
     from scipy.optimize import least_squares
 
     x, y = data.work(g, tiles), data.latency_s
-    form = _LatencyForm(tuple(sorted(set(data.kinds))) if with_floors else (), overlap)
-    start = np.empty(5 + len(form.floor_kinds))
+    outputs = data.outputs(g, tiles) if fit_overhead else None
+    if outputs is not None and not outputs.any():
+        outputs = None
+    form = _LatencyForm(tuple(sorted(set(data.kinds))) if with_floors else (), overlap, outputs)
+    start = np.empty(5 + len(form.floor_kinds) + (outputs is not None))
     for j in range(4):
         rows = x[:, j] > 0
         start[j] = float(np.median(y[rows] / x[rows, j])) * 0.5 if rows.any() else 1.0
@@ -301,12 +332,16 @@ def _solve_latency(
     for j, kind in enumerate(form.floor_kinds):
         start[5 + j] = float(np.min(y[[k == kind for k in data.kinds]]))
     used = np.array([(x[:, j] > 0).any() for j in range(4)] + [True] * (1 + len(form.floor_kinds)))
+    if outputs is not None:
+        start[-1] = 256.0
+        used = np.append(used, True)
 
     def residual(u: np.ndarray) -> np.ndarray:
         return np.log(form.predict(np.where(used, u * start, 0.0), x, data.kinds) / y)
 
     solution = least_squares(residual, np.ones_like(start), bounds=(0.0, np.inf), x_scale=1.0)
-    return np.where(used, solution.x * start, 0.0)
+    theta = np.where(used, solution.x * start, 0.0)
+    return theta if fit_overhead == (outputs is not None) else np.append(theta, 0.0)
 
 
 def _work_terms(theta: np.ndarray, g: int, tiles: Tiles = NO_TILES) -> dict[str, Any]:
@@ -330,7 +365,9 @@ def _work_terms(theta: np.ndarray, g: int, tiles: Tiles = NO_TILES) -> dict[str,
 def _latency_model(
     theta: np.ndarray, g: int, floor_kinds: Sequence[str], overlap: bool, tiles: Tiles = NO_TILES
 ) -> CostModel:
-    floors = {k: float(v) for k, v in zip(floor_kinds, theta[5:], strict=True)}
+    floors = {k: float(v) for k, v in zip(floor_kinds, theta[5 : 5 + len(floor_kinds)], strict=True)}
+    if len(theta) > 5 + len(floor_kinds):  # a fitted per-output overhead
+        tiles = (tiles[0], tiles[1], float(theta[-1]))
     return CostModel(**_work_terms(theta[:5], g, tiles), launch_floor=floors, dispatch_overlaps=overlap)
 
 
@@ -378,6 +415,7 @@ def fit_latency(
     folds: int = 5,
     seed: int = 0,
     tiles: Tiles = NO_TILES,
+    fit_overhead: bool = False,
 ) -> FitResult:
     """Fit the latency table (roofline + launch floors) to ``data`` (see the module docstring).
 
@@ -389,6 +427,7 @@ def fit_latency(
         folds: Cross-validation folds (fewer if there are fewer rows).
         seed: Seed of the fold assignment.
         tiles: Wave-model tiling (:data:`NO_TILES`: kernel padding only).
+        fit_overhead: Also fit ``output_overhead_macs``, the cost of each conv/GEMM output in MACs.
 
     Raises:
         DataError: A layer group the model needs (conv, memory) is absent.
@@ -403,12 +442,12 @@ def fit_latency(
         pred = np.empty(len(data.kinds))
         for f in range(folds):
             train, test = data.subset(fold_of != f), data.subset(fold_of == f)
-            theta = _solve_latency(train, g, with_floors, overlap, tiles)
+            theta = _solve_latency(train, g, with_floors, overlap, tiles, fit_overhead)
             model = _complete(theta, g, train, with_floors, overlap, tiles)[0]
             pred[fold_of == f] = test.predict(model)
         scores[g] = (float(np.mean(np.abs(pred / data.latency_s - 1.0))), pred)
     best_g = min(scores, key=lambda g: (scores[g][0], g))
-    theta = _solve_latency(data, best_g, with_floors, overlap, tiles)
+    theta = _solve_latency(data, best_g, with_floors, overlap, tiles, fit_overhead)
     model, fallbacks = _complete(theta, best_g, data, with_floors, overlap, tiles)
     if "gemm" not in groups:
         fallbacks["gemm_per_mac"] = "conv_per_mac (no matmul or attention layers measured)"

@@ -189,6 +189,7 @@ def calibrate(
         with_floors=eager and terms.launch_floors,
         overlap=overlap,
         candidates=tiling_candidates(sweep_sm_count(data)) if terms.tiles else None,
+        fit_overhead=terms.tiles,
     )
     fits = {"latency_s": latency}
     if with_energy:
@@ -232,6 +233,7 @@ def _fit_latency_and_network(
     with_floors: bool,
     overlap: bool,
     candidates: Sequence[tuple[int, tuple[int, int, float]]] | None = None,
+    fit_overhead: bool = False,
 ) -> FitResult:
     """Fit the latency table for every tiling candidate, add the network term, keep the best.
 
@@ -243,7 +245,14 @@ def _fit_latency_and_network(
     best: tuple[float, FitResult] | None = None
     scores: dict[str, float] = {}
     for g, tiles in candidates or [(g, NO_TILES) for g in GRANULARITIES]:
-        fit = fit_latency(layers, with_floors=with_floors, overlap=overlap, granularities=(g,), tiles=tiles)
+        fit = fit_latency(
+            layers,
+            with_floors=with_floors,
+            overlap=overlap,
+            granularities=(g,),
+            tiles=tiles,
+            fit_overhead=fit_overhead,
+        )
         per_op = fit_network_term(fit.model, networks)
         model = fit.model.model_copy(update={"network_per_op": per_op})
         network_mape = np.mean([abs(n.cost(model) / m - 1.0) for n, m in networks]) if networks else 0.0
@@ -269,8 +278,7 @@ def _provenance_values(
         for key in [*written, *(k.split(".")[0] for k in fit.fallbacks if k.split(".")[0] not in written)]:
             how = {
                 "conv_kernel_granularity": "chosen by cross-validated layer MAPE + training-network MAPE",
-                "output_overhead_macs": "chosen with the granularity by cross-validated layer MAPE + "
-                "training-network MAPE",
+                "output_overhead_macs": "fitted with the slopes (log-ratio least squares) on the layers",
                 "tile_rows": "chosen with the granularity (tiles in waves)",
                 "concurrent_tiles": "two tiles per SM of the sweep's GPU, chosen with the granularity",
                 "network_per_op": "fitted on the training networks "
@@ -327,7 +335,10 @@ def _profile(
     for table in unmeasured:
         quality[table] = "not measured: placeholder zeros, do not use"
         tables[table] = {
-            "conv_per_mac": 0.0, "conv_kernel_granularity": 1, "linear_per_mac": 0.0, "memory_per_byte": 0.0,
+            "conv_per_mac": 0.0,
+            "conv_kernel_granularity": 1,
+            "linear_per_mac": 0.0,
+            "memory_per_byte": 0.0,
             "static_per_layer": 0.0,
         }
     precision = {"fp32": "fp32", "fp16": "fp16"}.get(data.header("dtype"), "fp32")
