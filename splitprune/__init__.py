@@ -13,7 +13,8 @@ Data flows one way, model -> graph -> annotated graph -> decisions:
 - :mod:`splitprune.prune`: structured pruning to an energy budget.
 - :mod:`splitprune.calibrate`: fit a board profile from ``measure`` sweeps.
 - :mod:`splitprune.config`, :mod:`splitprune.files`, :mod:`splitprune.errors`: strict TOML loading,
-  atomic writes, user-error types.
+  atomic writes, user-error types; :mod:`splitprune.quiet`: keeps native output (the solver's
+  banner) off stdout.
 - :mod:`splitprune.plots`: matplotlib figures; :mod:`splitprune.cli`: the ``splitprune`` command.
 """
 
