@@ -171,8 +171,10 @@ class LayerData:
         return x
 
     def outputs(self, g: int, tiles: Tiles = NO_TILES) -> np.ndarray:
-        """Padded outputs of every conv row (column 0) and GEMM row (column 1): what a per-output
-        overhead multiplies (0 where the reduction is a single MAC, as in a depthwise conv).
+        """Padded outputs of every conv row (column 0) and GEMM row (column 1).
+
+        They are what a per-output overhead multiplies (0 where the reduction is a single MAC, as in a
+        depthwise conv).
         """
         out = np.zeros((len(self.kinds), 2))
         probe = _tiling_probe(g, (tiles[0], tiles[1], 0.0))
@@ -314,8 +316,10 @@ def _solve_latency(
     tiles: Tiles = NO_TILES,
     fit_overhead: bool = False,
 ) -> np.ndarray:
-    """Latency coefficients: 5 work slots, one floor per kind, then (``fit_overhead``) the per-output
-    overhead in MACs.
+    """Latency coefficients.
+
+    The layout is the 5 work slots, one floor per kind, then (``fit_overhead``) the per-output overhead
+    in MACs.
     """
     from scipy.optimize import least_squares
 
