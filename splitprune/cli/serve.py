@@ -199,7 +199,7 @@ def run(
     json_out: JsonOption = False,
 ) -> None:
     """Run MODEL split against a server: heads here, tails there, the cut following the uplink."""
-    from ..runtime.device import Device
+    from ..runtime.device import Device, DeviceOptions
     from ..runtime.report import write_log
     from ..runtime.session import inputs as make_inputs
     from ..runtime.session import run_requests
@@ -207,8 +207,8 @@ def run(
     _terminate_as_interrupt()
     if requests < 1:
         raise SplitpruneError(f"--requests must be at least 1, got {requests}")
-    if not 0 < smoothing <= 1 or hysteresis < 0 or timeout_ms <= 0:
-        raise SplitpruneError("need 0 < --smoothing <= 1, --hysteresis >= 0 and --timeout-ms > 0")
+    options = DeviceOptions(timeout_s=timeout_ms / 1e3, probe_every=probe_every, smoothing=smoothing,
+                            hysteresis=hysteresis)
     if inputs is not None and not inputs.is_dir():
         raise SplitpruneError(f"--inputs {inputs} is not a folder; give a folder of images or .pt files")
     settings = _settings(board, link, server_profile, objective, alpha, wire, input_wire, mode, rate_range,
@@ -216,12 +216,15 @@ def run(
     token = _token(token_file)
     power = None
     if sensor is not None:
+        from measure.errors import MeasureError
         from measure.sensors import make_sensor
 
-        power = make_sensor(sensor)
+        try:
+            power = make_sensor(sensor)
+        except MeasureError as exc:
+            raise SplitpruneError(f"--sensor {sensor}: {exc}") from None
     split_model = _interruptible(_prepare, model, settings)
-    device = Device(split_model, connect, token=token, timeout_s=timeout_ms / 1e3, probe_every=probe_every,
-                    smoothing=smoothing, hysteresis=hysteresis, sensor=power)
+    device = Device(split_model, connect, token=token, options=options, sensor=power)
     try:
         if not _interruptible(device.connect):
             status.print(f"warning: no answer from {connect}; running locally and probing", markup=False,

@@ -9,7 +9,7 @@ import torch
 import zmq
 
 from splitprune.errors import SplitpruneError
-from splitprune.runtime import Device, Server, SplitSettings
+from splitprune.runtime import Device, DeviceOptions, Server, SplitSettings
 from splitprune.runtime.protocol import encode_tensors, pack, parse_header
 
 TOKEN = "s3cret"  # the tiny_server fixture's token
@@ -86,7 +86,7 @@ def test_four_devices_times_100_requests_nothing_lost_or_mixed_up(tiny_model, ti
     results: dict[int, list] = {}
 
     def device_run(k):
-        device = Device(tiny_model, tiny_server.bound, token=TOKEN, timeout_s=10.0)
+        device = Device(tiny_model, tiny_server.bound, token=TOKEN, options=DeviceOptions(timeout_s=10.0))
         assert device.connect()
         generator = torch.Generator().manual_seed(100 + k)
         rows = []
