@@ -133,7 +133,7 @@ def serve(
     token_file: TokenOption = None,
     max_message_mb: Annotated[float, typer.Option(help="Largest request accepted, MB")] = 64.0,
     max_batch: Annotated[int, typer.Option(help="Most same-cut requests run as one batch")] = 1,
-    batch_timeout_ms: Annotated[float, typer.Option(help="How long a request waits for a batch, ms")] = 2.0,
+    batch_timeout_ms: Annotated[float, typer.Option(help="How long a request waits for a batch, ms")] = 0.0,
     cache: Annotated[Path | None, typer.Option(help="Keep exported tails here (reused on restart)")] = None,
     json_out: JsonOption = False,
 ) -> None:

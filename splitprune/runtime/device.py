@@ -199,6 +199,7 @@ class Device:
 
         deadline = time.perf_counter() + self.timeout_s
         while True:  # with IMMEDIATE, a send fails until the connection is up: wait for it
+            start = time.perf_counter()  # the round trip starts with the send that succeeds
             try:
                 self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
                 break
@@ -206,7 +207,6 @@ class Device:
                 left = deadline - time.perf_counter()
                 if left <= 0 or not self._socket.poll(left * 1e3, zmq.POLLOUT):
                     raise _NoReplyError("unreachable") from None
-        start = time.perf_counter()  # the round trip starts once the message is queued on a connection
         while True:
             left = deadline - time.perf_counter()
             if left <= 0 or not self._socket.poll(left * 1e3, zmq.POLLIN):

@@ -5,9 +5,10 @@ head and tail with :func:`splitprune.export.export_split` (as ``split --export``
 folder per model id and cut, so a restart loads instead of exporting), loads the tail program with
 ``torch.export.load`` (a file it wrote itself) and checks ``tail(head(x)) == model(x)`` on the example
 input. A message that breaks a rule (too big, bad token, not the protocol, unknown model or cut, wrong
-shape) gets an ``error`` reply and the server carries on. Requests for the same cut that arrive within
-``batch_timeout_s`` of each other run as one batch of up to ``max_batch`` (the tail is then exported
-with a dynamic batch dimension); every reply says its batch size and the time the server held it.
+shape) gets an ``error`` reply and the server carries on. Requests for the same cut that are queued
+together (or arrive within ``batch_timeout_s``) run as one batch of up to ``max_batch`` (the tail is
+then exported with a dynamic batch dimension); every reply says its batch size and the time the server
+held it.
 """
 
 from __future__ import annotations
@@ -126,13 +127,14 @@ class Server:
         token: Shared secret every request must carry (None: none needed).
         max_message_bytes: Largest accepted request (header and payloads), bytes.
         max_batch: Most requests of one cut run as one batch.
-        batch_timeout_s: How long a request waits for others of its cut, s.
+        batch_timeout_s: How long a request waits for others of its cut, s (0: batch only what is
+            already queued, so a lone request never waits).
         cache_dir: Where exported programs are kept (default: a temporary folder).
         allow_remote: Allow binding a non-loopback address.
     """
 
     def __init__(self, model: SplitModel, *, listen: str = "tcp://127.0.0.1:5555", token: str | None = None,
-                 max_message_bytes: int = 64 * 2**20, max_batch: int = 1, batch_timeout_s: float = 0.002,
+                 max_message_bytes: int = 64 * 2**20, max_batch: int = 1, batch_timeout_s: float = 0.0,
                  cache_dir: Path | None = None, allow_remote: bool = False) -> None:
         check_listen_address(listen, allow_remote=allow_remote)
         if max_batch < 1 or max_message_bytes < 1:
@@ -243,9 +245,9 @@ class Server:
                 pending: list[_Request] = []
                 self._receive(pending)
                 deadline = time.perf_counter() + self.batch_timeout_s
-                while self.max_batch > 1 and len(pending) < self.max_batch:
+                while self.max_batch > 1 and len(pending) < self.max_batch:  # what is queued, or comes soon
                     left_ms = (deadline - time.perf_counter()) * 1e3
-                    if left_ms <= 0 or not poller.poll(max(1, int(left_ms))):
+                    if not poller.poll(max(0, round(left_ms))):
                         break
                     self._receive(pending)
                 self._run(pending)
