@@ -50,7 +50,10 @@ def _settings(board: str, link: str, server_profile: str | None, objective: str,
     """The split settings from the options ``serve`` and ``run`` share (the one place to add one)."""
     from ..runtime.cuts import SplitSettings
 
-    low, high, _ = parse_rate_range(rate_range)
+    try:
+        low, high, _ = parse_rate_range(rate_range)
+    except SplitpruneError as exc:
+        raise SplitpruneError(str(exc).replace("--sweep-bandwidth", "--rate-range")) from None
     shape = None if input_shape is None else parse_input_shape(input_shape, default=(1,))
     return SplitSettings(board=board, link=link, server=server_profile, objective=objective, alpha=alpha,
                          wire=wire.lower(), input_wire=input_wire.lower(), mode=mode,
