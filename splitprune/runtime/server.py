@@ -78,7 +78,8 @@ class ServerStats:
     Attributes:
         requests: Inference requests answered with a result.
         probes: Probes answered.
-        errors: Error replies, by reason.
+        errors: Error replies, by reason (``malformed``, ``oversized``, ``token``, ``model``, ``cut``,
+            ``tensor``, ``internal``).
         by_cut: Results per cut id.
         batches: Tail runs with more than one request.
         batched_requests: Requests served in those runs.
@@ -276,6 +277,13 @@ class Server:
         identity, body = frames[0].bytes, frames[1:]
         if not body:
             return
+        try:
+            self._admit(identity, body, received, pending)
+        except Exception as exc:  # a bug met by one message must not stop the server
+            self._error(identity, None, "internal", f"{type(exc).__name__}: {exc}"[:300])
+
+    def _admit(self, identity: bytes, body: list[Any], received: float, pending: list[_Request]) -> None:
+        """Check one message; answer probes and errors at once, queue inference requests."""
         size = sum(len(f.buffer) for f in body)
         if size > self.max_message_bytes:
             self._error(identity, None, "oversized",
@@ -337,27 +345,42 @@ class Server:
             groups.setdefault(request.header["cut"], []).append(request)
         for cut_id, requests in groups.items():
             tail = self.tails[cut_id]
-            start = time.perf_counter()
+            if len(requests) > 1 and tail.batched is not None:
+                self._answer(tail, requests, lambda t=tail, rs=requests: self._batch(t, rs))
+            else:
+                for r in requests:
+                    self._answer(tail, [r], lambda t=tail, r=r: [as_tuple(t.program(*r.tensors))])
+
+    @staticmethod
+    def _batch(tail: _Tail, requests: list[_Request]) -> list[tuple[torch.Tensor, ...]]:
+        stacked = [torch.cat(ts) for ts in zip(*(r.tensors for r in requests), strict=True)]
+        out = as_tuple(tail.batched(*stacked))
+        return [tuple(o[i : i + 1] for o in out) for i in range(len(requests))]
+
+    def _answer(self, tail: _Tail, requests: list[_Request], compute: Any) -> None:
+        """Run ``compute`` (the tail on these requests) and reply to each; a failure is an error reply."""
+        start = time.perf_counter()
+        try:
             with torch.inference_mode():
-                if len(requests) > 1 and tail.batched is not None:
-                    stacked = [torch.cat(ts) for ts in zip(*(r.tensors for r in requests), strict=True)]
-                    out = as_tuple(tail.batched(*stacked))
-                    results = [tuple(o[i : i + 1] for o in out) for i in range(len(requests))]
-                    elapsed = time.perf_counter() - start
-                    self.stats.batches += 1
-                    self.stats.batched_requests += len(requests)
-                    self.stats.batching_saved_s += tail.single_s * len(requests) - elapsed
-                    batch = len(requests)
-                else:
-                    results = [as_tuple(tail.program(*r.tensors)) for r in requests]
-                    batch = 1
-            tail_s = time.perf_counter() - start
-            self.stats.tail_s += tail_s
-            for request, outputs in zip(requests, results, strict=True):
-                named = [(f"out{i}", o) for i, o in enumerate(outputs)]
-                encoded = encode_tensors(named, ["fp32"] * len(named))
-                self.stats.requests += 1
-                self.stats.by_cut[cut_id] = self.stats.by_cut.get(cut_id, 0) + 1
-                reply = {"kind": "result", "id": request.header.get("id"), "batch": batch, "tail_s": tail_s,
-                         "server_s": time.perf_counter() - request.received}
-                self._reply(request.identity, reply, encoded)
+                results = compute()
+        except Exception as exc:  # a tail that fails on some input must not stop the server
+            for r in requests:
+                self._error(r.identity, r.header.get("id"), "internal",
+                            f"the tail failed: {type(exc).__name__}: {exc}"[:300])
+            return
+        tail_s = time.perf_counter() - start
+        self.stats.tail_s += tail_s
+        batch = len(requests)
+        if batch > 1:
+            self.stats.batches += 1
+            self.stats.batched_requests += batch
+            self.stats.batching_saved_s += tail.single_s * batch - tail_s
+        cut_id = tail.cut.cut_id
+        for request, outputs in zip(requests, results, strict=True):
+            named = [(f"out{i}", o) for i, o in enumerate(outputs)]
+            encoded = encode_tensors(named, ["fp32"] * len(named))
+            self.stats.requests += 1
+            self.stats.by_cut[cut_id] = self.stats.by_cut.get(cut_id, 0) + 1
+            reply = {"kind": "result", "id": request.header.get("id"), "batch": batch, "tail_s": tail_s,
+                     "server_s": time.perf_counter() - request.received}
+            self._reply(request.identity, reply, encoded)

@@ -146,3 +146,20 @@ def test_the_server_refuses_a_remote_address_unless_asked(tiny_model):
         Server(tiny_model, listen="tcp://0.0.0.0:5555")
     with pytest.raises(SplitpruneError, match="use fp32, fp16 or int8"):
         SplitSettings(wire="ratio:4")
+
+
+def test_a_tail_that_fails_gets_an_error_reply_and_the_server_keeps_serving(tiny_model, tiny_server, dealer):
+    tail = next(iter(tiny_server.tails.values()))
+    program = tail.program
+
+    def broken(*args):
+        raise RuntimeError("out of memory")
+
+    tail.program = broken
+    try:
+        header, _ = _ask(dealer, _infer_frames(tiny_model, request_id=200))
+    finally:
+        tail.program = program
+    assert (header["kind"], header["reason"], header["id"]) == ("error", "internal", 200)
+    assert "out of memory" in header["error"]
+    assert _ask(dealer, _infer_frames(tiny_model, request_id=201))[0]["kind"] == "result"
