@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from splitprune.runtime import Device, Server, SplitSettings
+from splitprune.runtime import Device, DeviceOptions, Server, SplitSettings
 from splitprune.runtime import prepare as _prepare
 
 RESNET = "torchvision:resnet18"
@@ -82,15 +82,17 @@ def _start_server(spec: str, extra: tuple, port: int):
 
 def _devices(model, address: str, cut_id: str | None, n_devices: int, requests: int) -> dict:
     records: list = []
+    base_rtt: list = []
     lock = threading.Lock()
 
     def work(count=requests):
-        device = Device(model, address, timeout_s=30.0, pin_cut=cut_id)
-        device.connect()
+        device = Device(model, address, options=DeviceOptions(timeout_s=30.0), pin_cut=cut_id)
+        device.connect(pings=10)
         rows = [device.infer(model.example).record for _ in range(count)]
         device.close()
         with lock:
             records.extend(rows)
+            base_rtt.append(device.estimator.base_rtt_s)
 
     work(5)  # warm-up
     records.clear()
@@ -103,7 +105,8 @@ def _devices(model, address: str, cut_id: str | None, n_devices: int, requests: 
     wall = time.perf_counter() - start
     return {"devices": n_devices, "requests": len(records), "wall_s": wall,
             "requests_per_s": len(records) / wall, "fallbacks": sum(r.local_fallback for r in records),
-            "median_total_s": statistics.median(r.total_s for r in records), "records": records}
+            "median_total_s": statistics.median(r.total_s for r in records), "records": records,
+            "base_rtt_s": min(base_rtt)}
 
 
 def _in_process_s(model, cut, requests: int) -> float:
@@ -141,12 +144,14 @@ def _resnet_part(requests: int, port: int, *, overhead: bool) -> dict:
                 "tail_s": statistics.median(r.tail_s for r in rows),
                 "server_s": statistics.median(r.server_s for r in rows),
                 "transfer_s": statistics.median(r.transfer_s for r in rows),
+                "empty_round_trip_s": one["base_rtt_s"],
                 # in-process head + tail, for comparison (noisy on a shared machine)
                 "in_process_head_tail_s": local_s,
                 "request_less_in_process_s": one["median_total_s"] - local_s,
             }
         four = _devices(model, address, cut.cut_id, 4, requests)
-        out["requests_per_s"] = {f"{p['devices']}_devices": {k: v for k, v in p.items() if k != "records"}
+        out["requests_per_s"] = {f"{p['devices']}_devices": {k: v for k, v in p.items()
+                                                             if k not in ("records", "base_rtt_s")}
                                  for p in (one, four)}
         return out
     finally:
@@ -159,7 +164,7 @@ def _switch_part(port: int) -> dict:
     model = prepare(MOBILENET, SETTINGS)
     server = _start_server(MOBILENET, (), port)
     try:
-        device = Device(model, f"tcp://127.0.0.1:{port}", timeout_s=10.0)
+        device = Device(model, f"tcp://127.0.0.1:{port}", options=DeviceOptions(timeout_s=10.0))
         device.connect()
         before = [device.infer(model.example).record for _ in range(6)]
         _tc("change", "6mbit")

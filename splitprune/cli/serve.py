@@ -50,7 +50,10 @@ def _settings(board: str, link: str, server_profile: str | None, objective: str,
     """The split settings from the options ``serve`` and ``run`` share (the one place to add one)."""
     from ..runtime.cuts import SplitSettings
 
-    low, high, _ = parse_rate_range(rate_range)
+    try:
+        low, high, _ = parse_rate_range(rate_range)
+    except SplitpruneError as exc:
+        raise SplitpruneError(str(exc).replace("--sweep-bandwidth", "--rate-range")) from None
     shape = None if input_shape is None else parse_input_shape(input_shape, default=(1,))
     return SplitSettings(board=board, link=link, server=server_profile, objective=objective, alpha=alpha,
                          wire=wire.lower(), input_wire=input_wire.lower(), mode=mode,
@@ -133,7 +136,7 @@ def serve(
     token_file: TokenOption = None,
     max_message_mb: Annotated[float, typer.Option(help="Largest request accepted, MB")] = 64.0,
     max_batch: Annotated[int, typer.Option(help="Most same-cut requests run as one batch")] = 1,
-    batch_timeout_ms: Annotated[float, typer.Option(help="How long a request waits for a batch, ms")] = 2.0,
+    batch_timeout_ms: Annotated[float, typer.Option(help="How long a request waits for a batch, ms")] = 0.0,
     cache: Annotated[Path | None, typer.Option(help="Keep exported tails here (reused on restart)")] = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -199,7 +202,7 @@ def run(
     json_out: JsonOption = False,
 ) -> None:
     """Run MODEL split against a server: heads here, tails there, the cut following the uplink."""
-    from ..runtime.device import Device
+    from ..runtime.device import Device, DeviceOptions
     from ..runtime.report import write_log
     from ..runtime.session import inputs as make_inputs
     from ..runtime.session import run_requests
@@ -207,8 +210,8 @@ def run(
     _terminate_as_interrupt()
     if requests < 1:
         raise SplitpruneError(f"--requests must be at least 1, got {requests}")
-    if not 0 < smoothing <= 1 or hysteresis < 0 or timeout_ms <= 0:
-        raise SplitpruneError("need 0 < --smoothing <= 1, --hysteresis >= 0 and --timeout-ms > 0")
+    options = DeviceOptions(timeout_s=timeout_ms / 1e3, probe_every=probe_every, smoothing=smoothing,
+                            hysteresis=hysteresis)
     if inputs is not None and not inputs.is_dir():
         raise SplitpruneError(f"--inputs {inputs} is not a folder; give a folder of images or .pt files")
     settings = _settings(board, link, server_profile, objective, alpha, wire, input_wire, mode, rate_range,
@@ -216,12 +219,15 @@ def run(
     token = _token(token_file)
     power = None
     if sensor is not None:
+        from measure.errors import MeasureError
         from measure.sensors import make_sensor
 
-        power = make_sensor(sensor)
+        try:
+            power = make_sensor(sensor)
+        except MeasureError as exc:
+            raise SplitpruneError(f"--sensor {sensor}: {exc}") from None
     split_model = _interruptible(_prepare, model, settings)
-    device = Device(split_model, connect, token=token, timeout_s=timeout_ms / 1e3, probe_every=probe_every,
-                    smoothing=smoothing, hysteresis=hysteresis, sensor=power)
+    device = Device(split_model, connect, token=token, options=options, sensor=power)
     try:
         if not _interruptible(device.connect):
             status.print(f"warning: no answer from {connect}; running locally and probing", markup=False,

@@ -20,6 +20,7 @@ from .cuts import SplitModel as SplitModel
 from .cuts import SplitSettings as SplitSettings
 from .cuts import prepare as prepare
 from .device import Device as Device
+from .device import DeviceOptions as DeviceOptions
 from .device import RequestRecord as RequestRecord
 from .report import RunSummary as RunSummary
 from .server import Server as Server

@@ -20,12 +20,41 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import SplitpruneError
 from .cuts import Cut, SplitModel
 from .protocol import ProtocolError, decode_tensors, encode_tensors, pack, parse_header
 from .rate import CutChooser, RateEstimator
 from .server import as_tuple
 
-__all__ = ["Device", "Inference", "RequestRecord"]
+__all__ = ["Device", "DeviceOptions", "Inference", "RequestRecord"]
+
+
+@dataclass(frozen=True)
+class DeviceOptions:
+    """How a device waits, probes and follows the rate.
+
+    Attributes:
+        timeout_s: Longest wait for a reply before finishing locally, s.
+        probe_every: Requests between probes while running all local.
+        probe_bytes: Payload of a probe, bytes.
+        smoothing: Weight of a new rate sample (see :class:`~splitprune.runtime.rate.RateEstimator`).
+        hysteresis: Widening of the current cut's rate ranges before switching.
+        initial_rate_bps: Estimate before the first transfer (None: the link profile's rate), bit/s.
+    """
+
+    timeout_s: float = 1.0
+    probe_every: int = 10
+    probe_bytes: int = 16384
+    smoothing: float = 0.5
+    hysteresis: float = 0.15
+    initial_rate_bps: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.timeout_s > 0 and self.probe_every >= 1 and self.probe_bytes >= 0
+                and 0 < self.smoothing <= 1 and self.hysteresis >= 0):
+            raise SplitpruneError(
+                "need --timeout-ms > 0, --probe-every >= 1, 0 < --smoothing <= 1 and --hysteresis >= 0"
+            )
 
 
 @dataclass(frozen=True)
@@ -96,26 +125,22 @@ class Device:
         model: The prepared model (same settings as the server's).
         connect: The server's ZeroMQ address.
         token: Shared secret, if the server wants one.
-        timeout_s: Longest wait for a reply before finishing locally, s.
-        probe_every: Requests between probes while running all local.
-        probe_bytes: Payload of a probe, bytes.
-        smoothing: Weight of a new rate sample (see :class:`~splitprune.runtime.rate.RateEstimator`).
-        hysteresis: Widening of the current cut's rate ranges before switching.
-        initial_rate_bps: Estimate before the first transfer (default: the link profile's rate).
+        options: Timeout, probing and rate following.
         sensor: A ``measure`` power sensor for per-request device energy (None: no energy).
         pin_cut: Always use this cut id instead of following the policy (falls back all the same).
     """
 
-    def __init__(self, model: SplitModel, connect: str, *, token: str | None = None, timeout_s: float = 1.0,
-                 probe_every: int = 10, probe_bytes: int = 16384, smoothing: float = 0.5,
-                 hysteresis: float = 0.15, initial_rate_bps: float | None = None, sensor: Any = None,
+    def __init__(self, model: SplitModel, connect: str, *, token: str | None = None,
+                 options: DeviceOptions | None = None, sensor: Any = None,
                  pin_cut: str | None = None) -> None:
-        self.model, self.address, self.token, self.timeout_s = model, connect, token, timeout_s
-        self.probe_every, self.probe_bytes, self.sensor = max(1, probe_every), probe_bytes, sensor
+        options = options or DeviceOptions()
+        self.model, self.address, self.token, self.options = model, connect, token, options
+        self.timeout_s, self.probe_every = options.timeout_s, options.probe_every
+        self.probe_bytes, self.sensor = options.probe_bytes, sensor
         low, high = model.settings.rate_range_bps
-        start = initial_rate_bps or model.link.uplink.nominal_rate_bps
-        self.estimator = RateEstimator(min(max(start, low), high), smoothing, low, high)
-        self.chooser = CutChooser(model, hysteresis)
+        start = options.initial_rate_bps or model.link.uplink.nominal_rate_bps
+        self.estimator = RateEstimator(min(max(start, low), high), options.smoothing, low, high)
+        self.chooser = CutChooser(model, options.hysteresis)
         self.pinned = model.cut(pin_cut) if pin_cut is not None else None
         self.server_up = False
         self._ids = itertools.count()
@@ -123,7 +148,7 @@ class Device:
         self._since_probe = 0
         self._context: Any = None
         self._socket: Any = None
-        zeros = torch.zeros(probe_bytes, dtype=torch.uint8)
+        zeros = torch.zeros(options.probe_bytes, dtype=torch.uint8)
         self._probe_payload = encode_tensors([("probe", zeros)], ["fp32"])
 
     # -- connection ------------------------------------------------------------------------------
@@ -174,6 +199,7 @@ class Device:
 
         deadline = time.perf_counter() + self.timeout_s
         while True:  # with IMMEDIATE, a send fails until the connection is up: wait for it
+            start = time.perf_counter()  # the round trip starts with the send that succeeds
             try:
                 self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
                 break
@@ -181,7 +207,6 @@ class Device:
                 left = deadline - time.perf_counter()
                 if left <= 0 or not self._socket.poll(left * 1e3, zmq.POLLOUT):
                     raise _NoReplyError("unreachable") from None
-        start = time.perf_counter()  # the round trip starts once the message is queued on a connection
         while True:
             left = deadline - time.perf_counter()
             if left <= 0 or not self._socket.poll(left * 1e3, zmq.POLLIN):

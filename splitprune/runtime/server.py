@@ -5,9 +5,10 @@ head and tail with :func:`splitprune.export.export_split` (as ``split --export``
 folder per model id and cut, so a restart loads instead of exporting), loads the tail program with
 ``torch.export.load`` (a file it wrote itself) and checks ``tail(head(x)) == model(x)`` on the example
 input. A message that breaks a rule (too big, bad token, not the protocol, unknown model or cut, wrong
-shape) gets an ``error`` reply and the server carries on. Requests for the same cut that arrive within
-``batch_timeout_s`` of each other run as one batch of up to ``max_batch`` (the tail is then exported
-with a dynamic batch dimension); every reply says its batch size and the time the server held it.
+shape) gets an ``error`` reply and the server carries on. Requests for the same cut that are queued
+together (or arrive within ``batch_timeout_s``) run as one batch of up to ``max_batch`` (the tail is
+then exported with a dynamic batch dimension); every reply says its batch size and the time the server
+held it.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class ServerStats:
     Attributes:
         requests: Inference requests answered with a result.
         probes: Probes answered.
-        errors: Error replies, by reason.
+        errors: Error replies, by reason (``malformed``, ``oversized``, ``token``, ``model``, ``cut``,
+            ``tensor``, ``internal``).
         by_cut: Results per cut id.
         batches: Tail runs with more than one request.
         batched_requests: Requests served in those runs.
@@ -126,13 +128,14 @@ class Server:
         token: Shared secret every request must carry (None: none needed).
         max_message_bytes: Largest accepted request (header and payloads), bytes.
         max_batch: Most requests of one cut run as one batch.
-        batch_timeout_s: How long a request waits for others of its cut, s.
+        batch_timeout_s: How long a request waits for others of its cut, s (0: batch only what is
+            already queued, so a lone request never waits).
         cache_dir: Where exported programs are kept (default: a temporary folder).
         allow_remote: Allow binding a non-loopback address.
     """
 
     def __init__(self, model: SplitModel, *, listen: str = "tcp://127.0.0.1:5555", token: str | None = None,
-                 max_message_bytes: int = 64 * 2**20, max_batch: int = 1, batch_timeout_s: float = 0.002,
+                 max_message_bytes: int = 64 * 2**20, max_batch: int = 1, batch_timeout_s: float = 0.0,
                  cache_dir: Path | None = None, allow_remote: bool = False) -> None:
         check_listen_address(listen, allow_remote=allow_remote)
         if max_batch < 1 or max_message_bytes < 1:
@@ -243,9 +246,9 @@ class Server:
                 pending: list[_Request] = []
                 self._receive(pending)
                 deadline = time.perf_counter() + self.batch_timeout_s
-                while self.max_batch > 1 and len(pending) < self.max_batch:
+                while self.max_batch > 1 and len(pending) < self.max_batch:  # what is queued, or comes soon
                     left_ms = (deadline - time.perf_counter()) * 1e3
-                    if left_ms <= 0 or not poller.poll(max(1, int(left_ms))):
+                    if not poller.poll(max(0, round(left_ms))):
                         break
                     self._receive(pending)
                 self._run(pending)
@@ -274,6 +277,13 @@ class Server:
         identity, body = frames[0].bytes, frames[1:]
         if not body:
             return
+        try:
+            self._admit(identity, body, received, pending)
+        except Exception as exc:  # a bug met by one message must not stop the server
+            self._error(identity, None, "internal", f"{type(exc).__name__}: {exc}"[:300])
+
+    def _admit(self, identity: bytes, body: list[Any], received: float, pending: list[_Request]) -> None:
+        """Check one message; answer probes and errors at once, queue inference requests."""
         size = sum(len(f.buffer) for f in body)
         if size > self.max_message_bytes:
             self._error(identity, None, "oversized",
@@ -335,27 +345,42 @@ class Server:
             groups.setdefault(request.header["cut"], []).append(request)
         for cut_id, requests in groups.items():
             tail = self.tails[cut_id]
-            start = time.perf_counter()
+            if len(requests) > 1 and tail.batched is not None:
+                self._answer(tail, requests, lambda t=tail, rs=requests: self._batch(t, rs))
+            else:
+                for r in requests:
+                    self._answer(tail, [r], lambda t=tail, r=r: [as_tuple(t.program(*r.tensors))])
+
+    @staticmethod
+    def _batch(tail: _Tail, requests: list[_Request]) -> list[tuple[torch.Tensor, ...]]:
+        stacked = [torch.cat(ts) for ts in zip(*(r.tensors for r in requests), strict=True)]
+        out = as_tuple(tail.batched(*stacked))
+        return [tuple(o[i : i + 1] for o in out) for i in range(len(requests))]
+
+    def _answer(self, tail: _Tail, requests: list[_Request], compute: Any) -> None:
+        """Run ``compute`` (the tail on these requests) and reply to each; a failure is an error reply."""
+        start = time.perf_counter()
+        try:
             with torch.inference_mode():
-                if len(requests) > 1 and tail.batched is not None:
-                    stacked = [torch.cat(ts) for ts in zip(*(r.tensors for r in requests), strict=True)]
-                    out = as_tuple(tail.batched(*stacked))
-                    results = [tuple(o[i : i + 1] for o in out) for i in range(len(requests))]
-                    elapsed = time.perf_counter() - start
-                    self.stats.batches += 1
-                    self.stats.batched_requests += len(requests)
-                    self.stats.batching_saved_s += tail.single_s * len(requests) - elapsed
-                    batch = len(requests)
-                else:
-                    results = [as_tuple(tail.program(*r.tensors)) for r in requests]
-                    batch = 1
-            tail_s = time.perf_counter() - start
-            self.stats.tail_s += tail_s
-            for request, outputs in zip(requests, results, strict=True):
-                named = [(f"out{i}", o) for i, o in enumerate(outputs)]
-                encoded = encode_tensors(named, ["fp32"] * len(named))
-                self.stats.requests += 1
-                self.stats.by_cut[cut_id] = self.stats.by_cut.get(cut_id, 0) + 1
-                reply = {"kind": "result", "id": request.header.get("id"), "batch": batch, "tail_s": tail_s,
-                         "server_s": time.perf_counter() - request.received}
-                self._reply(request.identity, reply, encoded)
+                results = compute()
+        except Exception as exc:  # a tail that fails on some input must not stop the server
+            for r in requests:
+                self._error(r.identity, r.header.get("id"), "internal",
+                            f"the tail failed: {type(exc).__name__}: {exc}"[:300])
+            return
+        tail_s = time.perf_counter() - start
+        self.stats.tail_s += tail_s
+        batch = len(requests)
+        if batch > 1:
+            self.stats.batches += 1
+            self.stats.batched_requests += batch
+            self.stats.batching_saved_s += tail.single_s * batch - tail_s
+        cut_id = tail.cut.cut_id
+        for request, outputs in zip(requests, results, strict=True):
+            named = [(f"out{i}", o) for i, o in enumerate(outputs)]
+            encoded = encode_tensors(named, ["fp32"] * len(named))
+            self.stats.requests += 1
+            self.stats.by_cut[cut_id] = self.stats.by_cut.get(cut_id, 0) + 1
+            reply = {"kind": "result", "id": request.header.get("id"), "batch": batch, "tail_s": tail_s,
+                     "server_s": time.perf_counter() - request.received}
+            self._reply(request.identity, reply, encoded)

@@ -103,7 +103,6 @@ def run_requests(
                 worst = err if worst is None else max(worst, err)
     except KeyboardInterrupt:
         interrupted = True
-        started = max(started, len(records) + sum(errors.values()))
         if started > len(records) + sum(errors.values()):  # the request in flight is abandoned
             errors["interrupted"] = errors.get("interrupted", 0) + 1
     settings = asdict(device.model.settings)

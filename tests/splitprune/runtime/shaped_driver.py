@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from splitprune.runtime import Device, SplitSettings, prepare
+from splitprune.runtime import Device, DeviceOptions, SplitSettings, prepare
 
 SPEC = "torchvision:mobilenet_v2"
 ARGS = ["--board", "tx2", "--link", "5g", "--server-profile", "gpu-server"]
@@ -33,7 +33,7 @@ def main():
     )
     try:
         model = prepare(SPEC, SplitSettings(board="tx2", link="5g", server="gpu-server"))
-        device = Device(model, "tcp://127.0.0.1:5599", timeout_s=5.0)
+        device = Device(model, "tcp://127.0.0.1:5599", options=DeviceOptions(timeout_s=5.0))
         deadline = time.monotonic() + 240
         while not device.connect():
             if server.poll() is not None or time.monotonic() > deadline:

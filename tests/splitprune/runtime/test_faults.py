@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from splitprune.runtime import Device
+from splitprune.runtime import Device, DeviceOptions
 
 TINY_ARGS = ["--board", "tx2", "--link", "wifi", "--input-shape", "1,3,32,32"]
 
@@ -54,7 +54,7 @@ def served(tiny_model, tmp_path, token):
 def test_kill_the_server_mid_run_restart_it_then_run_the_cli(tiny_model, served, token, tmp_path):
     spec, address, cache, token_file = served
     server = _serve(spec, address, cache, token_file)
-    device = Device(tiny_model, address, token=token, timeout_s=2.0, probe_every=2)
+    device = Device(tiny_model, address, token=token, options=DeviceOptions(timeout_s=2.0, probe_every=2))
     try:
         device.connect(pings=0)
         first = _until_offloading(device, tiny_model)
@@ -119,7 +119,7 @@ def test_run_cli_ctrl_c_stops_cleanly(tiny_model, served):
     spec, address, cache, token_file = served
     run = subprocess.Popen(
         [sys.executable, "-m", "splitprune", "run", spec, *TINY_ARGS, "--connect", address, "--requests",
-         "1000000", "--timeout-ms", "200", "--json"],
+         "1000000", "--timeout-ms", "200", "--sensor", "none", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # no server: every request runs locally, probing
     time.sleep(8)
@@ -128,5 +128,6 @@ def test_run_cli_ctrl_c_stops_cleanly(tiny_model, served):
     assert run.returncode == 130 and "Traceback" not in err
     if out:  # interrupted while running requests (not while preparing)
         doc = json.loads(out)
+        assert doc["energy_j"] is None  # the null sensor measures time only
         assert doc["interrupted"] and doc["lost"] == 0 and doc["completed"] + sum(doc["errors"].values()) == \
             doc["requests"]

@@ -9,7 +9,7 @@ import torch
 import zmq
 
 from splitprune.errors import SplitpruneError
-from splitprune.runtime import Device, Server, SplitSettings
+from splitprune.runtime import Device, DeviceOptions, Server, SplitSettings
 from splitprune.runtime.protocol import encode_tensors, pack, parse_header
 
 TOKEN = "s3cret"  # the tiny_server fixture's token
@@ -86,7 +86,7 @@ def test_four_devices_times_100_requests_nothing_lost_or_mixed_up(tiny_model, ti
     results: dict[int, list] = {}
 
     def device_run(k):
-        device = Device(tiny_model, tiny_server.bound, token=TOKEN, timeout_s=10.0)
+        device = Device(tiny_model, tiny_server.bound, token=TOKEN, options=DeviceOptions(timeout_s=10.0))
         assert device.connect()
         generator = torch.Generator().manual_seed(100 + k)
         rows = []
@@ -146,3 +146,20 @@ def test_the_server_refuses_a_remote_address_unless_asked(tiny_model):
         Server(tiny_model, listen="tcp://0.0.0.0:5555")
     with pytest.raises(SplitpruneError, match="use fp32, fp16 or int8"):
         SplitSettings(wire="ratio:4")
+
+
+def test_a_tail_that_fails_gets_an_error_reply_and_the_server_keeps_serving(tiny_model, tiny_server, dealer):
+    tail = next(iter(tiny_server.tails.values()))
+    program = tail.program
+
+    def broken(*args):
+        raise RuntimeError("out of memory")
+
+    tail.program = broken
+    try:
+        header, _ = _ask(dealer, _infer_frames(tiny_model, request_id=200))
+    finally:
+        tail.program = program
+    assert (header["kind"], header["reason"], header["id"]) == ("error", "internal", 200)
+    assert "out of memory" in header["error"]
+    assert _ask(dealer, _infer_frames(tiny_model, request_id=201))[0]["kind"] == "result"
