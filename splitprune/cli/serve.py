@@ -19,6 +19,8 @@ from .common import (
     InputShapeOption,
     JsonOption,
     ModelArgument,
+    PowerModeOption,
+    PrecisionOption,
     emit_json,
     parse_input_shape,
     status,
@@ -35,7 +37,7 @@ ObjectiveOption = Annotated[str, typer.Option(help="energy, latency or weighted"
 AlphaOption = Annotated[float, typer.Option(help="Weight of energy in the weighted objective")]
 WireOption = Annotated[str, typer.Option(help="Intermediate tensors: fp32, fp16 or int8")]
 InputWireOption = Annotated[str, typer.Option(help="The model's input: uint8, fp16 or fp32")]
-ModeOpt = Annotated[str, typer.Option("--mode", help="eager or graph (the board profile's mode)")]
+ModeOpt = Annotated[str, typer.Option("--mode", help="eager, graph or tensorrt (how the board runs it)")]
 RangeOption = Annotated[str, typer.Option(help="LOW:HIGH bit/s the policy covers")]
 SeedOption = Annotated[int, typer.Option(help="Weight seed (both sides must use the same)")]
 TokenOption = Annotated[Path | None, typer.Option(help="File holding a shared secret both sides send")]
@@ -46,7 +48,8 @@ class MissingExtraError(SplitpruneError):
 
 
 def _settings(board: str, link: str, server_profile: str | None, objective: str, alpha: float, wire: str,
-              input_wire: str, mode: str, rate_range: str, input_shape: str | None, seed: int) -> Any:
+              input_wire: str, mode: str, rate_range: str, input_shape: str | None, seed: int, *,
+              precision: str | None = None, power_mode: str | None = None) -> Any:
     """The split settings from the options ``serve`` and ``run`` share (the one place to add one)."""
     from ..runtime.cuts import SplitSettings
 
@@ -57,6 +60,7 @@ def _settings(board: str, link: str, server_profile: str | None, objective: str,
     shape = None if input_shape is None else parse_input_shape(input_shape, default=(1,))
     return SplitSettings(board=board, link=link, server=server_profile, objective=objective, alpha=alpha,
                          wire=wire.lower(), input_wire=input_wire.lower(), mode=mode,
+                         precision=precision, power_mode=power_mode,
                          rate_range_bps=(low, high), input_shape=shape, seed=seed)
 
 
@@ -128,6 +132,8 @@ def serve(
     wire: WireOption = "fp32",
     input_wire: InputWireOption = "uint8",
     mode: ModeOpt = "eager",
+    precision: PrecisionOption = None,
+    power_mode: PowerModeOption = None,
     rate_range: RangeOption = "100k:10G",
     input_shape: InputShapeOption = None,
     seed: SeedOption = 0,
@@ -146,7 +152,7 @@ def serve(
     _terminate_as_interrupt()
     check_listen_address(listen, allow_remote=allow_remote)
     settings = _settings(board, link, server_profile, objective, alpha, wire, input_wire, mode, rate_range,
-                         input_shape, seed)
+                         input_shape, seed, precision=precision, power_mode=power_mode)
     token = _token(token_file)
     split_model = _interruptible(_prepare, model, settings)
     server = Server(split_model, listen=listen, token=token, max_message_bytes=int(max_message_mb * 1e6),
@@ -185,6 +191,8 @@ def run(
     wire: WireOption = "fp32",
     input_wire: InputWireOption = "uint8",
     mode: ModeOpt = "eager",
+    precision: PrecisionOption = None,
+    power_mode: PowerModeOption = None,
     rate_range: RangeOption = "100k:10G",
     input_shape: InputShapeOption = None,
     seed: SeedOption = 0,
@@ -215,7 +223,7 @@ def run(
     if inputs is not None and not inputs.is_dir():
         raise SplitpruneError(f"--inputs {inputs} is not a folder; give a folder of images or .pt files")
     settings = _settings(board, link, server_profile, objective, alpha, wire, input_wire, mode, rate_range,
-                         input_shape, seed)
+                         input_shape, seed, precision=precision, power_mode=power_mode)
     token = _token(token_file)
     power = None
     if sensor is not None:

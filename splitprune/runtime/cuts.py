@@ -40,7 +40,9 @@ class SplitSettings:
         alpha: Weight of energy in the weighted objective.
         wire: How intermediate tensors travel (``fp32``, ``fp16``, ``int8``).
         input_wire: How the model's input travels (``fp32``, ``fp16``, ``uint8``).
-        mode: ``eager`` or ``graph`` (the board profile without dispatch terms).
+        mode: ``eager``, ``graph`` or ``tensorrt`` (:func:`splitprune.deploy.configure`).
+        precision: ``fp32``, ``fp16`` or ``int8`` (None: the board profile's).
+        power_mode: nvpmodel power mode (None: the board profile's).
         rate_range_bps: ``(low, high)`` rates the policy covers, bit/s.
         input_shape: Input shape (None: the model's own).
         seed: Seed for the weights of models built without trained weights.
@@ -54,6 +56,8 @@ class SplitSettings:
     wire: str = "fp32"
     input_wire: str = "uint8"
     mode: str = "eager"
+    precision: str | None = None
+    power_mode: str | None = None
     rate_range_bps: tuple[float, float] = (1e5, 1e10)
     input_shape: tuple[int, ...] | None = None
     seed: int = 0
@@ -129,6 +133,7 @@ class SplitModel:
         self, spec: str, settings: SplitSettings, *, extra_placements: tuple[tuple[str, ...], ...] = ()
     ) -> None:
         from ..board import load_board
+        from ..deploy import configure
         from ..energy import annotate
         from ..graph import trace
         from ..link import load_link, load_server
@@ -136,7 +141,10 @@ class SplitModel:
         from ..split import InputWire, SplitOptions, SplitProblem, SplitSolver, WireFormat, bandwidth_policy
 
         self.spec, self.settings = spec, settings
-        profile = load_board(settings.board).for_mode(settings.mode)
+        profile = configure(
+            load_board(settings.board), mode=settings.mode, precision=settings.precision,
+            power_mode=settings.power_mode,
+        )
         self.link = load_link(settings.link)
         server = load_server(settings.server) if settings.server is not None else None
         torch.manual_seed(settings.seed)
