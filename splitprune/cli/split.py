@@ -91,6 +91,7 @@ def split(
     power_mode: PowerModeOption = None,
 ) -> None:
     """Find the device/server split of MODEL that minimises device energy (or latency) over a link."""
+    from ..energy import annotate
     from ..link import load_link, load_server
     from ..split import InputWire, SplitOptions, SplitProblem, SplitSolver, WireFormat, bandwidth_policy
 
@@ -116,6 +117,19 @@ def split(
     )
     solver = SplitSolver(problem)
     result = solver.solve(link_profile.figures(rate_bps), options)
+    for _ in range(3 if profile.board.runtime == "tensorrt" else 0):
+        # a cut between fused nodes breaks the fusion on both sides: re-price with the cut, re-solve
+        annotate(graph, profile, boundary=result.device_nodes)
+        problem = SplitProblem.from_digraph(
+            graph.nx, graph.order, inputs=graph.inputs, output=graph.output, wire=fmt, input_wire=fmt_in,
+            server=server_profile,
+        )
+        solver = SplitSolver(problem)
+        again = solver.solve(link_profile.figures(rate_bps), options)
+        settled = set(again.device_nodes) == set(result.device_nodes)
+        result = again
+        if settled:
+            break
     from dataclasses import replace
 
     result = replace(result, model=model, board=graph.board, link_name=link_profile.name,

@@ -301,3 +301,15 @@ def test_calibrate_and_validate_networks_from_the_console(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert len(doc["rows"]) == 6 and doc["latency_mape"] < 0.25
+
+
+def test_split_under_tensorrt_prices_the_chosen_cut_with_its_fusion_broken() -> None:
+    done = _cli("split", "torchvision:mobilenet_v2", "--board", "tx2", "--link", "5g", "--mode", "tensorrt",
+                "--precision", "fp16", "--rate-bps", "2e7", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    device = {n["name"] for n in doc["nodes"] if n["placement"] == "device"}
+    profile = configure(sp.load_board("tx2"), mode="tensorrt", precision="fp16")
+    graph = sp.annotate(_graph("mobilenet_v2"), profile, boundary=device)
+    reported = {n["name"]: n["energy_j"] for n in doc["nodes"]}
+    assert all(reported[name] == pytest.approx(graph.nodes[name]["energy_j"]) for name in graph.order)
