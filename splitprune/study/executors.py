@@ -142,8 +142,12 @@ class LocalExecutor(Executor):
                         futures[future] = job
                         raise
             except BrokenProcessPool:
+                pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
-                for job in futures.values():
+                for future, job in futures.items():
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        yield future.result()  # finished before the pool broke
+                        continue
                     tries[job.job_id] += 1
                     if tries[job.job_id] >= self.attempts:
                         yield _died(job, tries[job.job_id])
