@@ -88,13 +88,15 @@ class SequentialExecutor(Executor):
 
 
 def _warm_worker(threads: int) -> None:
-    """Pool initializer: stdout to stderr (C-level solver banners), torch threads, heavy imports once."""
+    """Pool initializer: stdout to stderr (C-level solver banners), torch threads, the split imports.
+
+    torch-pruning (prune and plan jobs) doubles the import time: it is imported by the first job that
+    needs it, not here.
+    """
     import torch
 
     os.dup2(2, 1)
-
     torch.set_num_threads(threads)
-    from ..plan import search as _search  # noqa: F401
     from ..split import solve as _solve  # noqa: F401
 
 
