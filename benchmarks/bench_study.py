@@ -132,6 +132,8 @@ def main() -> None:
     parser.add_argument("--executors", default="sequential,local,ray",
                         help="comma-separated, sequential first")
     args = parser.parse_args()
+    stdout = os.dup(1)
+    os.dup2(2, 1)  # HiGHS prints its banner at the C level: keep stdout for the JSON document
     result: dict = {"schema": "splitprune.bench_study/1", "cpus": len(os.sched_getaffinity(0)),
                     "load_average_at_start": list(os.getloadavg())}
     if not args.skip_grid:
@@ -139,6 +141,7 @@ def main() -> None:
     if not args.skip_plan:
         result["digits_plan"] = plan_part()
     result["load_average_at_end"] = list(os.getloadavg())
+    os.dup2(stdout, 1)
     print(json.dumps(result, indent=2))
 
 
