@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 MODELS = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "squeezenet1_0",
           "densenet121", "shufflenet_v2_x1_0", "regnet_y_400mf", "mnasnet1_0")
 LINKS = ("wifi", "lte", "5g", "5g-mmwave", "ble")
-VOLATILE = ("elapsed_s", "solve_time_s")
+VOLATILE = ("elapsed_s", "solve_time_s")  # timings, not results
 
 
 def grid_study(directory: Path) -> Path:
@@ -114,14 +114,43 @@ def plan_part() -> dict:
         cold_s, cold, _ = timed(primed)
         cold_s = time.perf_counter() - started
         warm_s, warm, _ = timed(primed)
+    study = study_part(spec)
     best = sweep.plans[0].best
     return {
+        "whole_study": study,
         "states": sweep.states, "plan": {"candidate": best.candidate, "step": best.step,
                                          "energy_j": best.energy_j, "accuracy": best.accuracy},
         "sequential_s": sequential_s, "two_workers_cold_s": cold_s, "two_workers_warm_s": warm_s,
         "cold_ratio": cold_s / sequential_s, "warm_ratio": warm_s / sequential_s,
         "same_plan_cold": cold == reference, "same_plan_warm": warm == reference,
     }
+
+
+def study_part(spec: str) -> dict:
+    """benchmarks/studies/plan_digits.toml (6 plans) in this process: sequential, then on a 2-worker pool.
+
+    The model is trained before the timing (once per process, in both runs); the pool is started inside
+    it and serves all six plans.
+    """
+    import pyarrow.parquet as pq
+
+    from splitprune.study import load_study, run_study
+    from splitprune.study.executors import LocalExecutor, SequentialExecutor
+
+    study = load_study(HERE / "studies" / "plan_digits.toml")
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, make in (("sequential", SequentialExecutor), ("two_workers", lambda: LocalExecutor(2))):
+            started = time.perf_counter()
+            with make() as executor:
+                report = run_study(study, Path(tmp) / name, executor, plots=False)
+            out[f"{name}_s"] = time.perf_counter() - started
+            rows = pq.read_table(report.results).to_pylist()
+            out[f"{name}_rows"] = [{k: v for k, v in r.items() if not k.endswith(VOLATILE)} for r in rows]
+    out["plans"] = len(out["sequential_rows"])
+    out["same_rows"] = out.pop("sequential_rows") == out.pop("two_workers_rows")
+    out["ratio"] = out["two_workers_s"] / out["sequential_s"]
+    return out
 
 
 def main() -> None:
