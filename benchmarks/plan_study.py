@@ -14,6 +14,9 @@ Two parts, each for every link given with ``--link`` (default: every shipped lin
 A baseline that cannot meet a budget is reported as null. Prints one JSON document; a markdown table
 goes to stderr. Run: .venv/bin/python benchmarks/plan_study.py --link 5g --link wifi
 The links are parameters so the study can be re-run as the shipped radio models change.
+
+Both parts are also study files run by ``splitprune study`` (``benchmarks/studies/plan_imagenet.toml``,
+``plan_digits.toml``); ``--from-study DIR`` turns such a results directory into this table.
 """
 
 from __future__ import annotations
@@ -183,6 +186,47 @@ def table(study: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _from_row(row: dict, prefix: str) -> dict | None:
+    """A plan's figures (as ``_figures``) from a study row; None when that baseline misses."""
+    keys = ("candidate", "step", "energy_j", "latency_s", "sent_bytes", "saliency_removed", "accuracy")
+    if row.get(f"{prefix}energy_j") is None:
+        return None
+    return {k: row.get(f"{prefix}{k}") for k in keys}
+
+
+def from_study(directory: Path) -> dict:
+    """The study document of ``compare`` rebuilt from ``splitprune study`` results (plan_*.toml)."""
+    from types import SimpleNamespace
+
+    import pyarrow.parquet as pq
+
+    out: dict = {"schema": "splitprune.plan_study/1", "from_study": str(directory), "imagenet": {},
+                 "digits": {"links": {}}}
+    for row in pq.read_table(directory / "results.parquet").to_pylist():
+        digits = row.get("evaluate") is not None
+        imagenet = out["imagenet"].setdefault(row["model"], {"links": {}}) if not digits else None
+        part = out["digits"]["links"] if imagenet is None else imagenet["links"]
+        entry = {"budget_fraction": float(row["budget"]), "budget_j": row.get("budget_j")}
+        if row["status"] != "ok":
+            entry.update(joint=None, prune_only=None, split_only=None, verdict="infeasible",
+                         error=row["error"])
+        else:
+            joint, prune_only, split_only = (_from_row(row, p) for p in ("", "prune_only.", "split_only."))
+            base = row.get("baseline_accuracy")
+
+            def cost(p, base=base):
+                lost = max(0.0, base - p.accuracy) if base is not None and p.accuracy is not None else 0.0
+                return (round(lost, 12), round(p.saliency_removed, 12))
+
+            points = [None if f is None else SimpleNamespace(**f) for f in (joint, prune_only, split_only)]
+            entry.update(joint=joint, prune_only=prune_only, split_only=split_only,
+                         verdict=_verdict(points[0], points[1:], cost))
+        part.setdefault(row["link"], []).append(entry)
+    if not out["digits"]["links"]:
+        del out["digits"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--link", action="append", help=f"link profile (repeatable; default {LINKS})")
@@ -194,7 +238,14 @@ def main() -> None:
     parser.add_argument("--skip-digits", action="store_true")
     parser.add_argument("--skip-imagenet", action="store_true")
     parser.add_argument("--timing-link", default="5g")
+    parser.add_argument("--from-study", type=Path, default=None,
+                        help="tabulate `splitprune study benchmarks/studies/plan_*.toml --out DIR` results")
     args = parser.parse_args()
+    if args.from_study is not None:
+        study = from_study(args.from_study)
+        sys.stderr.write(table(study))
+        print(json.dumps(study, indent=2, allow_nan=False))
+        return
     links = tuple(args.link or LINKS)
     fractions = tuple(float(f) for f in args.fractions.split(","))
     started = time.perf_counter()

@@ -12,7 +12,9 @@ parallel fine-tune-and-evaluate. Three implementations:
   (``address="auto"`` or ``HOST:PORT``), each asking for :func:`resources` (a GPU for fine-tuning when
   the study says so); Ray retries a task whose worker died.
 
-Workers get jobs as plain data and rebuild models, profiles and cvxpy problems themselves.
+Workers get jobs as plain data and rebuild models, profiles and cvxpy problems themselves. Every job and
+every evaluation runs with one torch thread, whichever executor runs it: parallelism comes from jobs,
+and fine-tuning does the same arithmetic everywhere, so the results do not depend on the executor.
 """
 
 from __future__ import annotations
@@ -75,26 +77,40 @@ class SequentialExecutor(Executor):
     def run(self, jobs: Sequence[Job]) -> Iterator[JobResult]:
         """Run each job here."""
         for job in jobs:
-            yield run_job(job)
+            yield _one_thread(run_job, job)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, gpus: float = 0.0) -> Future[Any]:
         """Call ``fn`` now and return a done future."""
         future: Future[Any] = Future()
         try:
-            future.set_result(fn(*args))
+            future.set_result(_one_thread(fn, *args))
         except Exception as exc:
             future.set_exception(exc)
         return future
 
 
-def _warm_worker(threads: int) -> None:
-    """Pool initializer: stdout to stderr (C-level solver banners), torch threads, heavy imports once."""
+def _one_thread(fn: Callable[..., Any], /, *args: Any) -> Any:
+    """Call ``fn(*args)`` with one torch thread (restored after)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _warm_worker() -> None:
+    """Pool initializer: stdout to stderr (C-level solver banners), one torch thread, the split imports.
+
+    torch-pruning (prune and plan jobs) doubles the import time: it is imported by the first job that
+    needs it, not here.
+    """
     import torch
 
     os.dup2(2, 1)
-
-    torch.set_num_threads(threads)
-    from ..plan import search as _search  # noqa: F401
+    torch.set_num_threads(1)
     from ..split import solve as _solve  # noqa: F401
 
 
@@ -112,7 +128,6 @@ class LocalExecutor(Executor):
         cpus = _cpus()
         self.workers = max(1, workers or cpus)
         self.attempts = attempts
-        self._threads = max(1, cpus // self.workers)
         self._pool: ProcessPoolExecutor | None = None
 
     def _get_pool(self) -> ProcessPoolExecutor:
@@ -121,7 +136,7 @@ class LocalExecutor(Executor):
 
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_warm_worker, initargs=(self._threads,),
+                initializer=_warm_worker,
             )
         return self._pool
 
@@ -142,8 +157,12 @@ class LocalExecutor(Executor):
                         futures[future] = job
                         raise
             except BrokenProcessPool:
+                pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
-                for job in futures.values():
+                for future, job in futures.items():
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        yield future.result()  # finished before the pool broke
+                        continue
                     tries[job.job_id] += 1
                     if tries[job.job_id] >= self.attempts:
                         yield _died(job, tries[job.job_id])
@@ -173,7 +192,7 @@ def _run_job_in(cwd: str, job: Job) -> JobResult:
     """
     if os.path.isdir(cwd):
         os.chdir(cwd)
-    return run_job(job)
+    return _one_thread(run_job, job)
 
 
 class RayExecutor(Executor):
@@ -233,7 +252,8 @@ class RayExecutor(Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, gpus: float = 0.0) -> Future[Any]:
         """Run ``fn(*args)`` as a task asking for a CPU and ``gpus``."""
-        ref = self._remote(fn).options(num_cpus=1, num_gpus=gpus, max_retries=self.attempts - 1).remote(*args)
+        task = self._remote(_one_thread).options(num_cpus=1, num_gpus=gpus, max_retries=self.attempts - 1)
+        ref = task.remote(fn, *args)
         return ref.future()  # type: ignore[no-any-return]
 
     def close(self) -> None:

@@ -87,11 +87,7 @@ def run_study(
     started = time.perf_counter()
     store = ResultStore(out)
     jobs = expand(spec)
-    todo = []
-    for job in jobs:
-        stored = store.load(job.job_id)
-        if stored is None or (retry_failed and stored.status == "failed"):
-            todo.append(job)
+    todo = [job for job in jobs if not store.has(job.job_id, retry_failed=retry_failed)]
     skipped = len(jobs) - len(todo)
     if on_start is not None:
         on_start(len(jobs), skipped)
@@ -108,11 +104,12 @@ def run_study(
         keep(result)
     for job in local:
         keep(run_job(job, executor))
-    files = store.write_tables(jobs)
+    rows = store.rows(jobs)
+    files = store.write_tables(rows)
     if plots:
         from ..plots.study import plot_study
 
-        files.update(plot_study(store.rows(jobs), out))
+        files.update(plot_study(rows, out))
     failed = [r for r in outcomes if r.status == "failed"]
     return StudyReport(
         jobs=len(jobs), done=len(outcomes) - len(failed), skipped=skipped, failed=len(failed),

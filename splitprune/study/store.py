@@ -50,6 +50,11 @@ class ResultStore:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def has(self, job_id: str, *, retry_failed: bool = False) -> bool:
+        """Whether ``job_id`` is done: its file parses (and, with ``retry_failed``, it did not fail)."""
+        result = self.load(job_id)
+        return result is not None and not (retry_failed and result.status == "failed")
+
     def save(self, result: JobResult) -> None:
         """Write one result atomically."""
         text = json.dumps(result.to_dict(), indent=1, allow_nan=True, default=str)
@@ -64,8 +69,8 @@ class ResultStore:
                 out.append(result.row)
         return out
 
-    def write_tables(self, jobs: Sequence[Job]) -> dict[str, Path]:
-        """Write ``results.parquet``, ``results.csv`` and ``summary.md``; returns their paths.
+    def write_tables(self, rows: list[dict[str, Any]]) -> dict[str, Path]:
+        """Write ``results.parquet``, ``results.csv`` and ``summary.md`` of ``rows``; returns their paths.
 
         Raises:
             SplitpruneError: pyarrow is not installed.
@@ -76,7 +81,6 @@ class ResultStore:
             import pyarrow.parquet as pq
         except ImportError:
             raise SplitpruneError("study results need pyarrow: pip install 'splitprune[study]'") from None
-        rows = self.rows(jobs)
         table = _table(pa, rows)
         paths = {"parquet": self.root / "results.parquet", "csv": self.root / "results.csv",
                  "summary": self.root / "summary.md"}

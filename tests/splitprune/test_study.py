@@ -144,3 +144,15 @@ def test_cli_json_and_resume_after_the_driver_is_killed(tmp_path):
     assert document["done"] + document["skipped"] == 12 and document["failed"] == 0
     rows = pq.read_table(document["results"]).to_pylist()
     assert len(rows) == 12 and len({r["job_id"] for r in rows}) == 12
+
+
+def test_gpus_are_asked_for_by_fine_tuning_only():
+    from splitprune.study.executors import resources
+
+    common = {"models": ["torchvision:resnet18"], "evaluate": "pkg.mod:fn", "evaluate_gpus": 1}
+    (prune,) = expand(StudySpec(command="prune", budgets=[0.5], **common))
+    (plan,) = expand(StudySpec(command="plan", links=["wifi"], budgets=[0.5], **common))
+    (split,) = expand(StudySpec(command="split", models=["torchvision:resnet18"], links=["wifi"]))
+    assert resources(prune) == {"num_cpus": 1.0, "num_gpus": 1.0}
+    assert resources(plan)["num_gpus"] == 0 and plan.needs_gpu == 1  # its evaluation tasks ask
+    assert resources(split)["num_gpus"] == 0

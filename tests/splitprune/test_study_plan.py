@@ -74,3 +74,17 @@ def test_plan_study_with_an_evaluate_entry_point_matches_the_plan(pool, setting,
     assert row["candidate"] == best.candidate and row["step"] == best.step
     assert row["accuracy"] == pytest.approx(best.accuracy)
     assert row["energy_j"] == pytest.approx(best.energy_j)
+
+
+def test_prune_study_scores_each_pruned_model(pool, tmp_path):
+    spec = StudySpec(command="prune", models=[f"{MODELS}:trained_digits"], modes=["graph"], budgets=[0.5],
+                     evaluate=f"{MODELS}:finetune_and_score",
+                     prune={"importance": ["energy", "magnitude"], "round_to": 8})
+    report = run_study(spec, tmp_path, pool, plots=False)
+    assert (report.jobs, report.done, report.failed) == (2, 2, 0)
+    rows = [json.loads(p.read_text())["row"] for p in sorted((tmp_path / "jobs").glob("*.json"))]
+    assert sorted(r["importance"] for r in rows) == ["energy", "magnitude"]
+    for row in rows:
+        assert row["energy_after_j"] <= 0.5 * row["energy_before_j"] * 1.001
+        assert row["energy_j"] == row["energy_after_j"]
+        assert 0.5 < row["accuracy"] <= 1

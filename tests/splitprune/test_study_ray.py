@@ -60,3 +60,13 @@ def test_a_ray_worker_killed_mid_study_loses_nothing(executor, marker, tmp_path)
     rows = pq.read_table(report.results).to_pylist()
     assert sorted(r["job_id"] for r in rows) == sorted(j.job_id for j in expand(spec))
     assert {r["status"] for r in rows} == {"ok"}
+
+
+def test_evaluations_run_as_ray_tasks_with_the_models_file_loaded(executor):
+    from splitprune.models import load_model
+    from splitprune.study.entry import EntryPoint, PrimedExecutor
+
+    model = load_model(f"{MODELS}:small").module  # its class lives in a file the workers must load
+    primed = PrimedExecutor(executor, primers=(f"{MODELS}:small",))
+    futures = [primed.submit(EntryPoint(f"{MODELS}:head_width"), model) for _ in range(3)]
+    assert [f.result(timeout=120) for f in futures] == [48.0, 48.0, 48.0]
