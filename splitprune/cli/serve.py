@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,20 +60,6 @@ def _settings(board: str, link: str, server_profile: str | None, objective: str,
                          rate_range_bps=(low, high), input_shape=shape, seed=seed)
 
 
-@contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """Send what native code prints on fd 1 (the HiGHS banner) to stderr, so --json stays clean."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def _prepare(model: str, settings: Any) -> Any:
     try:
         import zmq  # noqa: F401
@@ -87,8 +69,7 @@ def _prepare(model: str, settings: Any) -> Any:
 
     low, high = settings.rate_range_bps
     status.print(f"preparing {model}: policy over {low:g}-{high:g} bit/s", markup=False, highlight=False)
-    with _stdout_to_stderr():
-        return prepare(model, settings)
+    return prepare(model, settings)  # the solves inside hold native stdout off fd 1 (splitprune.quiet)
 
 
 def _token(path: Path | None) -> str | None:
