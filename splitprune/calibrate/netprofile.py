@@ -40,7 +40,12 @@ def _rows_note(fit: NetworkFit, path: Path | None) -> str:
     where = f"{path.name}{digest}" if path is not None else "networks file"
     sources = sorted({r.source.split(",")[0] for r in fit.rows if r.source})
     labels = ", ".join(r.label for r in fit.rows[:12]) + (" ..." if len(fit.rows) > 12 else "")
-    return f"fitted to {len(fit.rows)} whole-network rows of {where}: {labels}; sources: {'; '.join(sources)}"
+    unstated = sum(r.power_mode is None for r in fit.rows)
+    assumed = f" ({unstated} rows state no power mode: taken as the profile's own)" if unstated else ""
+    return (
+        f"fitted to {len(fit.rows)} whole-network rows of {where}{assumed}: {labels}; "
+        f"sources: {'; '.join(sources)}"
+    )
 
 
 def apply_network_fit(profile: BoardProfile, fit: NetworkFit, *, path: Path | None = None) -> BoardProfile:
