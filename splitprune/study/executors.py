@@ -19,6 +19,7 @@ and fine-tuning does the same arithmetic everywhere, so the results do not depen
 
 from __future__ import annotations
 
+import contextlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -114,6 +115,26 @@ def _warm_worker() -> None:
     from ..split import solve as _solve  # noqa: F401
 
 
+# Thread pools of the numeric libraries: one thread each in a pool worker (set before it starts, or
+# numpy's OpenBLAS threads spin against the other workers; Ray does the same for its tasks).
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _one_thread_children() -> Iterator[None]:
+    """Processes started inside get one thread per numeric library (this process is not affected)."""
+    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(_THREAD_VARIABLES, "1"))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 class LocalExecutor(Executor):
     """A process pool on this machine (spawn context: no forked torch or cvxpy state).
 
@@ -146,7 +167,8 @@ class LocalExecutor(Executor):
         waiting = list(jobs)
         while waiting:
             pool = self._get_pool()
-            futures = {pool.submit(run_job, job): job for job in waiting}
+            with _one_thread_children():  # the pool starts its workers as jobs arrive
+                futures = {pool.submit(run_job, job): job for job in waiting}
             waiting = []
             try:
                 for future in as_completed(futures):
@@ -171,7 +193,8 @@ class LocalExecutor(Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, gpus: float = 0.0) -> Future[Any]:
         """Submit ``fn(*args)`` to the pool (a GPU request is the function's own business here)."""
-        return self._get_pool().submit(fn, *args)
+        with _one_thread_children():
+            return self._get_pool().submit(fn, *args)
 
     def close(self) -> None:
         """Shut the pool down."""
