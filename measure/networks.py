@@ -35,9 +35,8 @@ from .models import Network, load_network
 from .modes import make_runner
 from .network_csv import NetworkCsv, row_key
 from .record import collect_environment
-from .sensor_facts import measure_sensor_facts
 from .sensors import PowerSensor
-from .sweep import measure_run
+from .sweep import measure_run, sweep_sensor_facts
 from .window import WindowPlan
 
 __all__ = [
@@ -341,16 +340,7 @@ def run_networks(
                 skipped += 1
                 continue
             if plan is None:  # probe the sensor once, and only when there is something to measure
-                facts = measure_sensor_facts(
-                    sensor,
-                    device=method.device,
-                    window_s=method.window_s,
-                    min_samples=method.min_samples,
-                    idle_s=method.idle_s,
-                    idle_tolerance=method.idle_tolerance,
-                    idle_settle_max_s=method.idle_settle_max_s,
-                    probe_s=method.probe_s,
-                )
+                facts = sweep_sensor_facts(sensor, method)
                 plan = facts.plan
                 report(f"sensor {sensor.name}: {facts.describe()}")
             report(f"{network.name} batch {batch} {runtime} {options.precision} ...")

@@ -41,7 +41,7 @@ from .idle import IdleReading, settle_idle
 from .layers import LAYERS, build_network
 from .modes import make_runner
 from .record import SweepLog, check_resumable, collect_environment
-from .sensor_facts import block_power, idle_block_s, measure_sensor_facts, time_only_plan
+from .sensor_facts import SensorFacts, block_power, idle_block_s, measure_sensor_facts, time_only_plan
 from .sensors import PowerSensor
 from .window import WindowPlan, plan_window
 
@@ -349,6 +349,20 @@ def check_method(method: Method) -> None:
         raise SweepError(f"mode graph needs CUDA graphs, not available on {method.device}; use --mode eager")
 
 
+def sweep_sensor_facts(sensor: PowerSensor, method: Method) -> SensorFacts:
+    """Probe ``sensor`` and read its idle power with the windows and idle rules of ``method``."""
+    return measure_sensor_facts(
+        sensor,
+        device=method.device,
+        window_s=method.window_s,
+        min_samples=method.min_samples,
+        idle_s=method.idle_s,
+        idle_tolerance=method.idle_tolerance,
+        idle_settle_max_s=method.idle_settle_max_s,
+        probe_s=method.probe_s,
+    )
+
+
 def run_sweep(
     grid: Grid,
     *,
@@ -386,16 +400,7 @@ def run_sweep(
     )
     check_resumable(Path(out_path), env)
     started_s = time.perf_counter()
-    facts = measure_sensor_facts(
-        sensor,
-        device=method.device,
-        window_s=method.window_s,
-        min_samples=method.min_samples,
-        idle_s=method.idle_s,
-        idle_tolerance=method.idle_tolerance,
-        idle_settle_max_s=method.idle_settle_max_s,
-        probe_s=method.probe_s,
-    )
+    facts = sweep_sensor_facts(sensor, method)
     env.update(facts.header())
     if report is not None:
         report(facts.describe())
