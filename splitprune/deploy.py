@@ -20,30 +20,14 @@ command prices through it, so the scaling rules live here and nowhere else:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from .board import BYTES_PER_ELEMENT, MODES, PRECISIONS, BoardProfile
 from .errors import ConfigError
 
-__all__ = ["Deployment", "configure", "resolve_power_mode"]
+__all__ = ["configure", "resolve_power_mode"]
 
 _SLOPES = ("conv_per_mac", "linear_per_mac", "gemm_per_mac")
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """How a network runs on the board.
-
-    Attributes:
-        mode: ``eager``, ``graph`` or ``tensorrt``.
-        precision: ``fp32``, ``fp16``, ``int8`` or None for the profile's own.
-        power_mode: An nvpmodel mode name or alias, or None for the profile's own.
-    """
-
-    mode: str = "eager"
-    precision: str | None = None
-    power_mode: str | None = None
 
 
 def resolve_power_mode(profile: BoardProfile, name: str | None) -> str:

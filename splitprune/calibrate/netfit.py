@@ -31,14 +31,15 @@ from ..board import FREE_KINDS, SMOOTH_MAX_EXPONENT, BoardProfile, gemm_shape
 from ..errors import DataError
 from .published import NetworkRow
 
-__all__ = ["FREE_ORDER", "NetworkFit", "RowFeatures", "fit_networks", "free_coefficients"]
+__all__ = ["FREE_ORDER", "NetworkFit", "RowFeatures", "fit_networks", "free_coefficients", "traced_network"]
 
 FREE_ORDER = ("compute", "fp16_efficiency", "kernel_overhead", "memory", "enqueue", "launch_floor")
 """Latency coefficients in the order they are freed as rows allow."""
 
 
 @lru_cache(maxsize=256)
-def _graph(spec: str, input_shape: tuple[int, ...]) -> Any:
+def traced_network(spec: str, input_shape: tuple[int, ...]) -> Any:
+    """``spec`` traced on the meta device at ``input_shape`` (cached: rows share networks)."""
     import torch
 
     from ..graph import trace
@@ -107,7 +108,7 @@ def row_features(profile: BoardProfile, row: NetworkRow) -> RowFeatures:
 
     unit = configure(_unit(profile), mode=row.mode, precision=row.precision, power_mode=row.power_mode)
     floors_from = configure(profile, mode="eager", precision=row.precision, power_mode=row.power_mode)
-    graph = _graph(row.model, row.input_shape)
+    graph = traced_network(row.model, row.input_shape)
     if row.mode == "tensorrt":
         items = [(graph.nodes[a], k.mem_bytes) for a, k in fuse(graph).items()]
     else:

@@ -114,7 +114,7 @@ def validate_networks(profile: BoardProfile, rows: list[NetworkRow]) -> NetworkS
     """Predict every row with ``profile`` configured for it, exactly as ``estimate`` would."""
     from ..deploy import configure
     from ..energy import annotate
-    from .netfit import _graph
+    from .netfit import traced_network
 
     scored: list[dict[str, Any]] = []
     for row in rows:
@@ -123,7 +123,7 @@ def validate_networks(profile: BoardProfile, rows: list[NetworkRow]) -> NetworkS
         except ConfigError as exc:  # a custom power mode (MLPerf's MaxQ) or a precision the board lacks
             scored.append({"label": row.label, "model": row.model, "skipped": str(exc)})
             continue
-        graph = annotate(_graph(row.model, row.input_shape), configured)
+        graph = annotate(traced_network(row.model, row.input_shape), configured)
         predicted_j = graph.total_energy_j
         scored.append({
             "label": row.label, "model": row.model, "batch": row.batch, "mode": row.mode,
