@@ -111,20 +111,18 @@ def split(
     if rate_bps is not None and not rate_bps > 0:
         raise SplitpruneError(f"--rate-bps must be positive, got {rate_bps}")
     graph, example = annotated_model(model, profile, input_shape, runnable=export is not None)
-    problem = SplitProblem.from_digraph(
-        graph.nx, graph.order, inputs=graph.inputs, output=graph.output, wire=fmt, input_wire=fmt_in,
-        server=server_profile,
-    )
-    solver = SplitSolver(problem)
+    def build_solver() -> SplitSolver:
+        return SplitSolver(SplitProblem.from_digraph(
+            graph.nx, graph.order, inputs=graph.inputs, output=graph.output, wire=fmt, input_wire=fmt_in,
+            server=server_profile,
+        ))  # fmt: skip
+
+    solver = build_solver()
     result = solver.solve(link_profile.figures(rate_bps), options)
     for _ in range(3 if profile.board.runtime == "tensorrt" else 0):
         # a cut between fused nodes breaks the fusion on both sides: re-price with the cut, re-solve
         annotate(graph, profile, boundary=result.device_nodes)
-        problem = SplitProblem.from_digraph(
-            graph.nx, graph.order, inputs=graph.inputs, output=graph.output, wire=fmt, input_wire=fmt_in,
-            server=server_profile,
-        )
-        solver = SplitSolver(problem)
+        solver = build_solver()
         again = solver.solve(link_profile.figures(rate_bps), options)
         settled = set(again.device_nodes) == set(result.device_nodes)
         result = again
