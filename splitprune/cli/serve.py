@@ -186,13 +186,14 @@ def run(
     token_file: TokenOption = None,
     sensor: Annotated[str | None, typer.Option(help="measure sensor: auto, jtop, ...")] = None,
     check: Annotated[bool, typer.Option(help="Compare every output with the unsplit model")] = True,
-    log: Annotated[Path | None, typer.Option(help="Write one JSON line per request here")] = None,
+    log: Annotated[Path | None, typer.Option(help="Append one JSON line per request here as it completes")
+                   ] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a timeline PNG here")] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Run MODEL split against a server: heads here, tails there, the cut following the uplink."""
     from ..runtime.device import Device, DeviceOptions
-    from ..runtime.report import write_log
+    from ..runtime.report import RunLog
     from ..runtime.session import inputs as make_inputs
     from ..runtime.session import run_requests
 
@@ -217,19 +218,22 @@ def run(
             raise SplitpruneError(f"--sensor {sensor}: {exc}") from None
     split_model = _interruptible(_prepare, model, settings)
     device = Device(split_model, connect, token=token, options=options, sensor=power)
+    run_log = RunLog(log) if log is not None else None  # streamed: one flushed line per request
     try:
         if not _interruptible(device.connect):
             status.print(f"warning: no answer from {connect}; running locally and probing", markup=False,
                          highlight=False)
         source = make_inputs(requests, tuple(split_model.example.shape), directory=inputs)
-        records, summary = run_requests(device, source, count=requests, check=check)
+        records, summary = run_requests(device, source, count=requests, check=check,
+                                        on_record=run_log.write if run_log is not None else None)
     finally:
         device.close()
         if power is not None:
             power.close()
-    if log is not None:
-        write_log(records, log)
-        status.print(f"log written to {log}")
+        if run_log is not None:
+            run_log.close()
+    if run_log is not None:
+        status.print(f"log written to {log} ({run_log.lines} requests)")
     if plot is not None:
         from ..plots.runtime import plot_timeline
 

@@ -1,8 +1,16 @@
-"""What a run reports: the per-request log (JSON lines) and the ``splitprune.run/1`` summary."""
+"""What a run reports: the per-request log (JSON lines) and the ``splitprune.run/1`` summary.
+
+The log is streamed: :class:`RunLog` appends one line per completed request and flushes it to the
+kernel at once, so ``tail -f`` follows a run and a run killed with ``kill -9`` leaves every completed
+request on disk (only the request in flight is lost). Lines are not ``fsync``-ed one by one (a flushed
+line survives the death of the process; only a crash of the machine itself could lose the last ones);
+the file is ``fsync``-ed when the log is closed.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from ..files import write_atomic
+from ..errors import OutputError
+from ..files import make_directory, write_atomic
 from .device import RequestRecord
 
-__all__ = ["RUN_SCHEMA", "RunSummary", "summarize", "write_log"]
+__all__ = ["RUN_SCHEMA", "RunLog", "RunSummary", "summarize", "write_log"]
 
 RUN_SCHEMA = "splitprune.run/1"
 
@@ -120,7 +129,50 @@ def summarize(
     )
 
 
+class RunLog:
+    """A JSON-lines request log written as the run goes: one line appended and flushed per request.
+
+    Opening truncates ``path`` (one run per file). Use as a context manager or call :meth:`close`.
+
+    Args:
+        path: The log file.
+
+    Raises:
+        OutputError: ``path`` cannot be opened for writing.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        make_directory(self.path.parent)
+        try:
+            self._handle = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        except OSError as exc:
+            raise OutputError(f"cannot write --log {self.path} ({exc.strerror or type(exc).__name__}); "
+                              "choose a writable path") from None
+        self.lines = 0
+
+    def write(self, record: RequestRecord) -> None:
+        """Append one request's line and flush it to the kernel (visible to ``tail -f`` at once)."""
+        self._handle.write(json.dumps(record.to_dict(), allow_nan=False) + "\n")
+        self._handle.flush()
+        self.lines += 1
+
+    def close(self) -> None:
+        """Flush, ``fsync`` and close (idempotent)."""
+        if self._handle.closed:
+            return
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def write_log(records: Sequence[RequestRecord], path: Path) -> None:
-    """Write one JSON object per request (atomically)."""
+    """Write one JSON object per request (atomically; :class:`RunLog` streams them instead)."""
     lines = "".join(json.dumps(r.to_dict(), allow_nan=False) + "\n" for r in records)
     write_atomic(Path(path), lines)

@@ -131,3 +131,34 @@ def test_run_cli_ctrl_c_stops_cleanly(tiny_model, served):
         assert doc["energy_j"] is None  # the null sensor measures time only
         assert doc["interrupted"] and doc["lost"] == 0 and doc["completed"] + sum(doc["errors"].values()) == \
             doc["requests"]
+
+
+def test_run_log_is_streamed_and_survives_kill_9(tiny_model, tiny_server, token, tmp_path):
+    """Every completed request is on disk while the run goes, and after ``kill -9``: one per line."""
+    token_file, log = tmp_path / "token", tmp_path / "run.jsonl"
+    token_file.write_text(token)
+    served_before = tiny_server.stats.requests
+    run = subprocess.Popen(
+        [sys.executable, "-m", "splitprune", "run", tiny_model.spec, *TINY_ARGS, "--connect",
+         tiny_server.bound, "--token-file", str(token_file), "--requests", "1000000", "--log", str(log)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and run.poll() is None:
+            if log.is_file() and log.read_text().count("\n") >= 20:  # tail -f would show these now
+                break
+            time.sleep(0.2)
+        assert run.poll() is None, run.stderr.read()[-2000:]
+        time.sleep(1.0)
+    finally:
+        run.kill()  # SIGKILL: no handler, no summary, no close
+        run.communicate(timeout=30)
+    time.sleep(0.5)  # let the server answer a request that was in flight
+    text = log.read_text()
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert len(rows) >= 20 and text.endswith("\n")  # whole lines only
+    assert [r["request_id"] for r in rows] == list(range(len(rows)))
+    offloaded = sum(not r["local_fallback"] and r["sent_bytes"] > 0 for r in rows)
+    served = tiny_server.stats.requests - served_before
+    assert served - offloaded in (0, 1)  # at most the request in flight is missing from the log
