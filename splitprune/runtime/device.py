@@ -1,13 +1,18 @@
 """The device: runs the head of the current cut, sends the cut tensors, gets the output back.
 
 :meth:`Device.infer` picks the cut for the current uplink estimate (:mod:`.rate`), runs its head, and
-either finishes locally (all local) or sends the crossing tensors to the server and waits up to
-``timeout_s`` for the reply. A request always finishes on the cut it started with. When the server is
-unreachable, too slow or refuses the request, the device computes the tail itself on the head's
-outputs (a *local fallback*), drops the socket (so nothing queued is sent later, and a late reply has
-nowhere to go) and treats the server as down; every ``probe_every`` requests that run all local (by
-choice or because the server is down) it sends a small probe, which both measures the link and tells
-it the server is back. Every request returns exactly one output; its :class:`RequestRecord` says how.
+either finishes locally (all local) or sends the crossing tensors to the server and waits for the
+reply. The wait scales with what was sent: ``timeout_s`` plus ``transfer_margin`` times the time the
+bytes take at the current rate estimate, so a large tensor on a slow but working link is not taken for
+a dead server (a fixed wait would time out every large request there; a timeout yields no rate
+sample, so the estimate would never learn the link is slow and the device would retry the same
+too-large cut after every probe). Reaching the server (a connection up to send on) waits ``timeout_s``
+only. A request always finishes on the cut it started with. When the server is unreachable, does not
+answer in that time or refuses the request, the device computes the tail itself on the head's outputs
+(a *local fallback*), drops the socket (so nothing queued is sent later, and a late reply has nowhere
+to go) and treats the server as down; every ``probe_every`` requests that run all local (by choice or
+because the server is down) it sends a small probe, which both measures the link and tells it the
+server is back. Every request returns exactly one output; its :class:`RequestRecord` says how.
 """
 
 from __future__ import annotations
@@ -34,12 +39,17 @@ class DeviceOptions:
     """How a device waits, probes and follows the rate.
 
     Attributes:
-        timeout_s: Longest wait for a reply before finishing locally, s.
+        timeout_s: Longest wait for a reply beyond the transfer time, s (also the longest wait for a
+            connection to send on).
         probe_every: Requests between probes while running all local.
         probe_bytes: Payload of a probe, bytes.
         smoothing: Weight of a new rate sample (see :class:`~splitprune.runtime.rate.RateEstimator`).
         hysteresis: Widening of the current cut's rate ranges before switching.
         initial_rate_bps: Estimate before the first transfer (None: the link profile's rate), bit/s.
+        transfer_margin: The wait allows this many times the bytes' time at the estimate.
+        confirm: Requests in a row the estimate must point to another cut before switching.
+        train_probes: Probes of ``probe_bytes`` sent back to back on connecting, to measure the link's
+            burst and rate (0: none).
     """
 
     timeout_s: float = 1.0
@@ -48,10 +58,14 @@ class DeviceOptions:
     smoothing: float = 0.5
     hysteresis: float = 0.15
     initial_rate_bps: float | None = None
+    transfer_margin: float = 4.0
+    confirm: int = 2
+    train_probes: int = 12
 
     def __post_init__(self) -> None:
         if not (self.timeout_s > 0 and self.probe_every >= 1 and self.probe_bytes >= 0
-                and 0 < self.smoothing <= 1 and self.hysteresis >= 0):
+                and 0 < self.smoothing <= 1 and self.hysteresis >= 0 and self.transfer_margin >= 0
+                and self.confirm >= 1 and self.train_probes >= 0):
             raise SplitpruneError(
                 "need --timeout-ms > 0, --probe-every >= 1, 0 < --smoothing <= 1 and --hysteresis >= 0"
             )
@@ -140,12 +154,13 @@ class Device:
         low, high = model.settings.rate_range_bps
         start = options.initial_rate_bps or model.link.uplink.nominal_rate_bps
         self.estimator = RateEstimator(min(max(start, low), high), options.smoothing, low, high)
-        self.chooser = CutChooser(model, options.hysteresis)
+        self.chooser = CutChooser(model, options.hysteresis, options.confirm)
         self.pinned = model.cut(pin_cut) if pin_cut is not None else None
         self.server_up = False
         self._ids = itertools.count()
         self._wire_ids = itertools.count()
         self._since_probe = 0
+        self._last_transfer_end: float | None = None  # when the link last went idle (None: unknown)
         self._context: Any = None
         self._socket: Any = None
         zeros = torch.zeros(options.probe_bytes, dtype=torch.uint8)
@@ -153,7 +168,10 @@ class Device:
 
     # -- connection ------------------------------------------------------------------------------
     def connect(self, *, pings: int = 3) -> bool:
-        """Open the socket and ping the server (base round trip); return whether it answered."""
+        """Open the socket, ping the server (base round trip), measure the link with a train of probes.
+
+        Return whether the server answered.
+        """
         import zmq
 
         if self._context is None:
@@ -162,7 +180,51 @@ class Device:
         for _ in range(pings):
             if not self.probe(payload=False):
                 break
+        if pings and self.server_up:
+            self.measure_link()
         return self.server_up
+
+    def measure_link(self) -> bool:
+        """Send ``train_probes`` probes back to back and learn the link's burst and rate from the replies.
+
+        A token bucket passes its burst at once and the rest at its rate: the train's replies show both
+        (:meth:`~splitprune.runtime.rate.RateEstimator.observe_train`). Return whether it measured the
+        rate (False: no server, no answer in time, or the whole train fitted in the burst).
+        """
+        import zmq
+
+        count = self.options.train_probes
+        if count < 2 or self.probe_bytes == 0 or self._socket is None or not self.server_up:
+            return False
+        messages = []
+        for _ in range(count):
+            wire_id = next(self._wire_ids)
+            frames = pack({"kind": "probe", "id": wire_id, "token": self.token}, self._probe_payload)
+            messages.append((wire_id, frames, len(frames[0]) + self._probe_payload.nbytes))
+        start = time.perf_counter()
+        deadline = start + self.reply_wait_s(sum(size for _, _, size in messages))
+        try:
+            for _, frames, _ in messages:
+                self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        arrivals: dict[int, float] = {}
+        while len(arrivals) < count:
+            left = deadline - time.perf_counter()
+            if left <= 0 or not self._socket.poll(left * 1e3, zmq.POLLIN):
+                self._reset()  # late pongs must not be taken for the replies to later messages
+                self._last_transfer_end = None
+                return False
+            reply = self._socket.recv_multipart(copy=False)
+            try:
+                header = parse_header(reply[0].buffer)
+            except ProtocolError:
+                continue
+            if header.get("kind") == "pong" and header.get("id") in {w for w, _, _ in messages}:
+                arrivals[header["id"]] = time.perf_counter() - start
+        self._last_transfer_end = time.perf_counter()
+        return self.estimator.observe_train([size for _, _, size in messages],
+                                            [arrivals[w] for w, _, _ in messages])
 
     def _reset(self) -> None:
         import zmq
@@ -193,7 +255,12 @@ class Device:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _exchange(self, frames: list[Any], wire_id: int) -> tuple[dict[str, Any], list[Any], float]:
+    def reply_wait_s(self, sent_bytes: int) -> float:
+        """How long to wait for the reply to ``sent_bytes``: the timeout plus their time at the estimate."""
+        return self.timeout_s + self.options.transfer_margin * self.estimator.expected_transfer_s(sent_bytes)
+
+    def _exchange(self, frames: list[Any], wire_id: int, sent_bytes: int
+                  ) -> tuple[dict[str, Any], list[Any], float]:
         """Send one message, wait for the reply with ``wire_id``; return header, payloads, round trip."""
         import zmq
 
@@ -207,6 +274,7 @@ class Device:
                 left = deadline - time.perf_counter()
                 if left <= 0 or not self._socket.poll(left * 1e3, zmq.POLLOUT):
                     raise _NoReplyError("unreachable") from None
+        deadline = start + self.reply_wait_s(sent_bytes)  # a slow link is not a dead server
         while True:
             left = deadline - time.perf_counter()
             if left <= 0 or not self._socket.poll(left * 1e3, zmq.POLLIN):
@@ -227,10 +295,12 @@ class Device:
         wire_id = next(self._wire_ids)
         encoded = self._probe_payload if payload and self.probe_bytes > 0 else None
         frames = pack({"kind": "probe", "id": wire_id, "token": self.token}, encoded)
+        sent = len(frames[0]) + (encoded.nbytes if encoded is not None else 0)
         try:
-            header, _, rtt = self._exchange(frames, wire_id)
+            header, _, rtt = self._exchange(frames, wire_id, sent)
         except _NoReplyError:
             self.server_up = False
+            self._last_transfer_end = None
             self._reset()
             return False
         if header.get("kind") != "pong":
@@ -240,9 +310,16 @@ class Device:
         if encoded is None:
             self.estimator.observe_rtt(rtt - server_s)
         else:
-            self.estimator.observe(encoded.nbytes + len(frames[0]), rtt, server_s)
+            self.estimator.observe(sent, rtt, server_s, idle_s=self._idle_s(rtt))
         self.server_up = True
         return True
+
+    def _idle_s(self, rtt: float) -> float | None:
+        """Time the link was idle before the exchange that just ended after ``rtt``; mark it busy now."""
+        now = time.perf_counter()
+        idle = None if self._last_transfer_end is None else max(now - rtt - self._last_transfer_end, 0.0)
+        self._last_transfer_end = now
+        return idle
 
     # -- inference -------------------------------------------------------------------------------
     def infer(self, x: torch.Tensor) -> Inference:
@@ -295,9 +372,10 @@ class Device:
                        "token": self.token}, encoded)
         sent = encoded.nbytes + len(frames[0])
         try:
-            header, payloads, rtt = self._exchange(frames, wire_id)
+            header, payloads, rtt = self._exchange(frames, wire_id, sent)
         except _NoReplyError:
             self.server_up = False
+            self._last_transfer_end = None  # bytes may still be on the link: idle time unknown
             self._reset()
             raise
         if header.get("kind") != "result":
@@ -308,7 +386,7 @@ class Device:
         except ProtocolError as exc:
             raise _NoReplyError(f"bad reply: {exc}") from None
         server_s = float(header.get("server_s", 0.0))
-        self.estimator.observe(sent, rtt, server_s)
+        self.estimator.observe(sent, rtt, server_s, idle_s=self._idle_s(rtt))
         transfer_s = self.estimator.transfer_s(rtt, server_s)
         tail_s = float(header.get("tail_s", 0.0))
         return output, sent, transfer_s, server_s, tail_s, int(header.get("batch", 1))

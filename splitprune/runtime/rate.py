@@ -1,12 +1,28 @@
-"""The device's view of its uplink: a smoothed rate estimate and a cut choice with hysteresis.
+"""The device's view of its uplink: a burst-proof rate estimate and a cut choice on sustained evidence.
 
-Every offloaded request is a measurement: ``8 * sent_bytes / transfer_s`` with ``transfer_s`` the
-round trip less the time the server reports it spent (queue, batch and tail) and less the base round
-trip (the smallest round trip of an empty probe). Samples are smoothed by an exponential moving
-average of ``log(rate)`` (rates span decades; a log average lets one slow transfer move the estimate
-by a factor, not by its absolute size). :class:`CutChooser` keeps the current cut while the estimate
-stays inside that cut's policy range widened by ``hysteresis`` on both sides, so an estimate near a
-boundary does not flap between two cuts.
+Every offloaded request (and every probe with a payload) is a transfer of ``sent_bytes`` taking
+``transfer_s``: the round trip less the time the server reports it spent (queue, batch and tail) and
+less the base round trip (the smallest round trip of an empty probe).
+
+Links are often policed by token buckets (``tc ... tbf``, cellular uplinks): the first ``burst``
+bytes after an idle spell pass at once, only the bytes beyond them move at the sustained rate. So
+``8 * sent_bytes / transfer_s`` of one transfer says little: a tensor that fits in the bucket reads as
+a link of any speed, a larger one reads too fast by ``sent / (sent - burst)``. :class:`RateEstimator`
+copes in three ways:
+
+- a transfer faster than ``resolution_s`` carries no rate at all: it fitted in the bucket (or the
+  link is too fast to time). It teaches the estimator the burst: ``burst_bytes``, the largest such
+  transfer of the last ``burst_memory`` transfers;
+- a timed transfer larger than the burst counts only its bytes beyond the burst
+  (``sent - min(burst, sent / 2)``); one no larger than the burst can lower the estimate (it proves
+  the link slow) but never raise it (a bucket refilled between requests would make it read fast);
+- the estimate is a size-weighted window, ``sum(bits) / sum(seconds)`` over the samples with each
+  older sample's weight multiplied by ``1 - smoothing`` per new one: long transfers weigh by their
+  duration, so one short fast transfer moves the estimate little while a few slow ones move it fast.
+
+:class:`CutChooser` keeps the current cut while the estimate stays inside that cut's policy range
+widened by ``hysteresis`` on both sides, and changes it only when the estimate has pointed outside for
+``confirm`` requests in a row: one odd sample never switches the cut.
 """
 
 from __future__ import annotations
@@ -21,15 +37,19 @@ __all__ = ["CutChooser", "RateEstimator"]
 
 @dataclass
 class RateEstimator:
-    """Smoothed uplink rate from transfer timings.
+    """Sustained uplink rate from transfer sizes and timings, and the link's burst.
 
     Attributes:
         estimate_bps: The current estimate, bit/s.
-        smoothing: Weight of a new sample in the log-rate average, in (0, 1].
-        low_bps: Samples are clipped to ``[low_bps, high_bps]``.
+        smoothing: Weight of a new sample in the size-weighted window, in (0, 1] (1: the last sample).
+        low_bps: The estimate stays within ``[low_bps, high_bps]``.
         high_bps: See ``low_bps``.
         base_rtt_s: Smallest round trip of an empty probe seen so far, s.
-        samples: Number of samples taken.
+        samples: Number of transfers observed.
+        resolution_s: A transfer quicker than this fitted in the burst: it carries no rate, s.
+        burst_bytes: What the link passes at once after an idle spell (from :meth:`observe_train`, and
+            at least the largest transfer that fitted), bytes; 0 while unknown.
+        rate_samples: Transfers that moved the estimate.
     """
 
     estimate_bps: float
@@ -38,6 +58,11 @@ class RateEstimator:
     high_bps: float = 1e11
     base_rtt_s: float = math.inf
     samples: int = 0
+    resolution_s: float = 3e-3
+    burst_bytes: float = 0.0
+    rate_samples: int = 0
+    _bits: float = 0.0
+    _seconds: float = 0.0
 
     def observe_rtt(self, rtt_s: float) -> None:
         """An empty round trip: the part of every round trip that is not transfer."""
@@ -48,35 +73,91 @@ class RateEstimator:
         base = 0.0 if math.isinf(self.base_rtt_s) else self.base_rtt_s
         return max(round_trip_s - server_s - base, 0.0)
 
-    def observe(self, sent_bytes: int, round_trip_s: float, server_s: float) -> float:
-        """Add the sample of one transfer; return its rate, bit/s."""
+    def expected_transfer_s(self, sent_bytes: int) -> float:
+        """Time to move ``sent_bytes`` at the estimate (no burst assumed), s."""
+        return 8.0 * sent_bytes / self.estimate_bps
+
+    def observe_train(self, sizes_bytes: list[int], arrivals_s: list[float]) -> bool:
+        """A train of messages sent back to back after an idle spell: learn the burst and the rate.
+
+        The first messages pass in the burst; past the knee, messages arrive one per ``8 * size /
+        rate``. The rate is the slope over the second half of the train, the burst the bytes passed
+        beyond what that rate explains. Return whether the train went past the burst (else only a lower
+        bound on the burst, the whole train, is kept).
+
+        Args:
+            sizes_bytes: Bytes of each message, in sending order.
+            arrivals_s: When each message's reply arrived, from the first send, s.
+        """
+        cumulative = [float(sum(sizes_bytes[: i + 1])) for i in range(len(sizes_bytes))]
+        half = len(cumulative) // 2
+        span_s = arrivals_s[-1] - arrivals_s[half - 1] if half >= 1 else 0.0
+        if half < 1 or span_s < self.resolution_s:  # it all fitted in the burst
+            self.burst_bytes = max(self.burst_bytes, cumulative[-1])
+            return False
+        rate = 8.0 * (cumulative[-1] - cumulative[half - 1]) / span_s
+        self.burst_bytes = max(cumulative[-1] - rate * self.transfer_s(arrivals_s[-1], 0.0) / 8, 0.0)
+        self._add(rate, span_s)
+        return True
+
+    def observe(self, sent_bytes: int, round_trip_s: float, server_s: float, *,
+                idle_s: float | None = None) -> float:
+        """Add one transfer; return its raw rate ``8 * sent_bytes / transfer_s`` (clipped), bit/s.
+
+        The bucket holds ``min(burst, rate * idle / 8)`` when the transfer starts, so the link's rate is
+        ``max(8 * sent / (transfer + idle), 8 * (sent - burst) / transfer)`` (the first where the
+        bucket did not fill in the idle spell, the second where it did); each is a lower bound.
+
+        Args:
+            sent_bytes: Bytes sent.
+            round_trip_s: Send to reply, s.
+            server_s: Time the server held the message, s.
+            idle_s: Time since the previous transfer ended (None: unknown, or none before), s.
+        """
         transfer = self.transfer_s(round_trip_s, server_s)
-        rate = self.high_bps if transfer <= 0 else 8.0 * sent_bytes / transfer
-        rate = min(max(rate, self.low_bps), self.high_bps)
-        if self.samples == 0:
-            self.estimate_bps = rate
-        else:
-            log_rate = (1 - self.smoothing) * math.log(self.estimate_bps) + self.smoothing * math.log(rate)
-            self.estimate_bps = math.exp(log_rate)
+        raw = self.high_bps if transfer <= 0 else 8.0 * sent_bytes / transfer
+        raw = min(max(raw, self.low_bps), self.high_bps)
         self.samples += 1
-        return rate
+        if transfer < self.resolution_s:  # it fitted in the bucket: no rate, but a burst at least this big
+            self.burst_bytes = max(self.burst_bytes, float(sent_bytes))
+            return raw
+        refilled = 0.0 if idle_s is None else 8.0 * sent_bytes / (transfer + max(idle_s, 0.0))
+        beyond = 8.0 * (sent_bytes - self.burst_bytes) / transfer if sent_bytes > self.burst_bytes else 0.0
+        rate = max(refilled, beyond)
+        if rate <= 0:  # inside the burst, idle unknown: it can show the link slow, never fast
+            if raw >= self.estimate_bps:
+                return raw
+            rate = raw
+        self._add(rate, transfer)
+        return raw
+
+    def _add(self, rate_bps: float, seconds: float) -> None:
+        """A rate sample weighted by its duration (a size-weighted window with geometric forgetting)."""
+        keep = 0.0 if self.rate_samples == 0 else 1.0 - self.smoothing  # the first sample replaces the prior
+        self._bits = keep * self._bits + rate_bps * seconds
+        self._seconds = keep * self._seconds + seconds
+        self.rate_samples += 1
+        self.estimate_bps = min(max(self._bits / self._seconds, self.low_bps), self.high_bps)
 
 
 @dataclass
 class CutChooser:
-    """The policy's cut for the estimate, kept while the estimate stays near the current cut's ranges.
+    """The policy's cut for the estimate, changed only on sustained evidence.
 
     Attributes:
         model: The prepared model (its policy and cuts).
         hysteresis: Relative widening of the current cut's ranges (0.15: 15 % on each side).
+        confirm: Requests in a row the estimate must point outside the current cut before it changes.
         current: The cut in use.
         switches: How many times the cut changed.
     """
 
     model: SplitModel
     hysteresis: float = 0.15
+    confirm: int = 2
     current: Cut | None = None
     switches: int = 0
+    _outside: int = 0
 
     def choose(self, rate_bps: float) -> Cut:
         """The cut to start the next request with."""
@@ -84,9 +165,19 @@ class CutChooser:
             lo / (1 + self.hysteresis) <= rate_bps <= hi * (1 + self.hysteresis)
             for lo, hi in self.current.ranges_bps
         ):
+            self._outside = 0
             return self.current
         chosen = self.model.policy_cut(rate_bps)
-        if self.current is not None and chosen.cut_id != self.current.cut_id:
-            self.switches += 1
+        if self.current is None:
+            self.current = chosen
+            return chosen
+        if chosen.cut_id == self.current.cut_id:
+            self._outside = 0
+            return chosen
+        self._outside += 1
+        if self._outside < self.confirm:
+            return self.current
+        self._outside = 0
+        self.switches += 1
         self.current = chosen
         return chosen
