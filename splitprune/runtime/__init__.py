@@ -5,7 +5,7 @@ This package sits above :mod:`splitprune.split` (the exact bandwidth policy) and
 
 - :mod:`.protocol`: the wire format (JSON header frame + raw tensor frames; codecs fp32/fp16/int8/uint8).
 - :mod:`.cuts`: :class:`SplitSettings`, :func:`prepare` -> :class:`SplitModel` (policy, cuts, ids).
-- :mod:`.rate`: the uplink estimate (smoothed, probed) and the cut choice with hysteresis.
+- :mod:`.rate`: the uplink estimate (token-bucket aware) and the cut choice (hysteresis, confirmation).
 - :mod:`.server`: :class:`Server` (ZeroMQ ROUTER; tails via torch.export; errors, limits, batching).
 - :mod:`.device`: :class:`Device` (``Device(model, address).infer(x)``; timeouts, local fallback).
 - :mod:`.session`: inputs and :func:`run_requests`; :mod:`.report`: the log and the summary.

@@ -48,8 +48,9 @@ class DeviceOptions:
         initial_rate_bps: Estimate before the first transfer (None: the link profile's rate), bit/s.
         transfer_margin: The wait allows this many times the bytes' time at the estimate.
         confirm: Requests in a row the estimate must point to another cut before switching.
-        train_probes: Probes of ``probe_bytes`` sent back to back on connecting, to measure the link's
-            burst and rate (0: none).
+        train_probes: Probes of ``train_probe_bytes`` sent back to back on connecting, to measure the
+            link's burst and rate (0: none).
+        train_probe_bytes: Payload of each probe of the train, bytes.
     """
 
     timeout_s: float = 1.0
@@ -60,12 +61,13 @@ class DeviceOptions:
     initial_rate_bps: float | None = None
     transfer_margin: float = 4.0
     confirm: int = 2
-    train_probes: int = 12
+    train_probes: int = 48
+    train_probe_bytes: int = 4096
 
     def __post_init__(self) -> None:
         if not (self.timeout_s > 0 and self.probe_every >= 1 and self.probe_bytes >= 0
                 and 0 < self.smoothing <= 1 and self.hysteresis >= 0 and self.transfer_margin >= 0
-                and self.confirm >= 1 and self.train_probes >= 0):
+                and self.confirm >= 1 and self.train_probes >= 0 and self.train_probe_bytes >= 0):
             raise SplitpruneError(
                 "need --timeout-ms > 0, --probe-every >= 1, 0 < --smoothing <= 1 and --hysteresis >= 0"
             )
@@ -165,6 +167,8 @@ class Device:
         self._socket: Any = None
         zeros = torch.zeros(options.probe_bytes, dtype=torch.uint8)
         self._probe_payload = encode_tensors([("probe", zeros)], ["fp32"])
+        small = torch.zeros(options.train_probe_bytes, dtype=torch.uint8)
+        self._train_payload = encode_tensors([("probe", small)], ["fp32"])
 
     # -- connection ------------------------------------------------------------------------------
     def connect(self, *, pings: int = 3) -> bool:
@@ -185,22 +189,24 @@ class Device:
         return self.server_up
 
     def measure_link(self) -> bool:
-        """Send ``train_probes`` probes back to back and learn the link's burst and rate from the replies.
+        """Send ``train_probes`` probes back to back and learn the link's burst and rate from them.
 
-        A token bucket passes its burst at once and the rest at its rate: the train's replies show both
-        (:meth:`~splitprune.runtime.rate.RateEstimator.observe_train`). Return whether it measured the
-        rate (False: no server, no answer in time, or the whole train fitted in the burst).
+        A token bucket passes its burst at once and the rest at its rate: when each probe reached the
+        server shows both (:meth:`~splitprune.runtime.rate.RateEstimator.observe_train`). The server's
+        arrival times are used, not the replies' (on a loopback both directions share one queue, so the
+        replies would wait behind the train). Return whether it measured the rate (False: no server, no
+        answer in time, or the whole train fitted in the burst).
         """
         import zmq
 
-        count = self.options.train_probes
-        if count < 2 or self.probe_bytes == 0 or self._socket is None or not self.server_up:
+        count, payload = self.options.train_probes, self._train_payload
+        if count < 2 or self._socket is None or not self.server_up:
             return False
         messages = []
         for _ in range(count):
             wire_id = next(self._wire_ids)
-            frames = pack({"kind": "probe", "id": wire_id, "token": self.token}, self._probe_payload)
-            messages.append((wire_id, frames, len(frames[0]) + self._probe_payload.nbytes))
+            frames = pack({"kind": "probe", "id": wire_id, "token": self.token}, payload)
+            messages.append((wire_id, frames, len(frames[0]) + payload.nbytes))
         start = time.perf_counter()
         deadline = start + self.reply_wait_s(sum(size for _, _, size in messages))
         try:
@@ -208,7 +214,7 @@ class Device:
                 self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return False
-        arrivals: dict[int, float] = {}
+        arrivals: dict[int, Any] = {}  # when each probe reached the server, by the server's clock
         while len(arrivals) < count:
             left = deadline - time.perf_counter()
             if left <= 0 or not self._socket.poll(left * 1e3, zmq.POLLIN):
@@ -221,10 +227,12 @@ class Device:
             except ProtocolError:
                 continue
             if header.get("kind") == "pong" and header.get("id") in {w for w, _, _ in messages}:
-                arrivals[header["id"]] = time.perf_counter() - start
+                arrivals[header["id"]] = header.get("received_s")
         self._last_transfer_end = time.perf_counter()
-        return self.estimator.observe_train([size for _, _, size in messages],
-                                            [arrivals[w] for w, _, _ in messages])
+        times = [arrivals[w] for w, _, _ in messages]
+        if not all(isinstance(t, float) for t in times):
+            return False  # a server that does not say when probes arrived
+        return self.estimator.observe_train([size for _, _, size in messages], times)
 
     def _reset(self) -> None:
         import zmq

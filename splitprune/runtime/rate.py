@@ -4,21 +4,29 @@ Every offloaded request (and every probe with a payload) is a transfer of ``sent
 ``transfer_s``: the round trip less the time the server reports it spent (queue, batch and tail) and
 less the base round trip (the smallest round trip of an empty probe).
 
-Links are often policed by token buckets (``tc ... tbf``, cellular uplinks): the first ``burst``
-bytes after an idle spell pass at once, only the bytes beyond them move at the sustained rate. So
-``8 * sent_bytes / transfer_s`` of one transfer says little: a tensor that fits in the bucket reads as
-a link of any speed, a larger one reads too fast by ``sent / (sent - burst)``. :class:`RateEstimator`
-copes in three ways:
+Links are often policed by token buckets (``tc ... tbf``, cellular uplinks): after an idle spell the
+bucket holds up to ``burst`` bytes that pass at once; only the bytes beyond them move at the
+sustained rate. So ``8 * sent_bytes / transfer_s`` of one transfer says little: a tensor that fits in
+the bucket reads as a link of any speed, a larger one reads too fast. :class:`RateEstimator` models
+the bucket:
 
-- a transfer faster than ``resolution_s`` carries no rate at all: it fitted in the bucket (or the
-  link is too fast to time). It teaches the estimator the burst: ``burst_bytes``, the largest such
-  transfer of the last ``burst_memory`` transfers;
-- a timed transfer larger than the burst counts only its bytes beyond the burst
-  (``sent - min(burst, sent / 2)``); one no larger than the burst can lower the estimate (it proves
-  the link slow) but never raise it (a bucket refilled between requests would make it read fast);
-- the estimate is a size-weighted window, ``sum(bits) / sum(seconds)`` over the samples with each
-  older sample's weight multiplied by ``1 - smoothing`` per new one: long transfers weigh by their
-  duration, so one short fast transfer moves the estimate little while a few slow ones move it fast.
+- **the burst** is measured on connecting: a train of small probes sent back to back
+  (:meth:`RateEstimator.observe_train`; the server says when each arrived). The first ones pass at
+  once, the rest one per ``8 * size / rate``: the slope is the rate, the bytes ahead of it the burst.
+  A transfer quicker than ``resolution_s`` fitted in the bucket: it carries no rate, and the burst is
+  at least its size;
+- **each transfer**: the bucket held ``min(burst, rate * idle / 8)`` when it started (``idle``: time
+  since the previous transfer ended, which emptied the bucket when it was larger than the burst), so
+  the rate is ``max(8 * sent / (transfer + idle), 8 * (sent - burst) / transfer)`` (the first where
+  the bucket did not fill in the idle spell, the second where it did). A transfer no larger than the
+  burst is evidence only where a bound excludes the estimate: ``8 * sent / (transfer + idle)`` above
+  it (the link is faster) or ``8 * sent / transfer`` below it (slower). The train's burst is believed
+  only where its part past the burst lasted ``train_min_s``; else it stays unknown (0) and transfers
+  count whole, which reads a small bucket's link a little fast, never slow;
+- **the estimate** is a window weighted by transfer time, ``sum(bits) / sum(seconds)`` with each older
+  sample's weight multiplied by ``1 - smoothing`` per new one, so one short fast transfer moves it
+  little and a few long slow ones move it fast. Each step adds the faster of the last ``envelope``
+  samples: a busy machine or a retransmission only ever adds time.
 
 :class:`CutChooser` keeps the current cut while the estimate stays inside that cut's policy range
 widened by ``hysteresis`` on both sides, and changes it only when the estimate has pointed outside for
@@ -28,7 +36,10 @@ widened by ``hysteresis`` on both sides, and changes it only when the estimate h
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from .cuts import Cut, SplitModel
 
@@ -50,6 +61,10 @@ class RateEstimator:
         burst_bytes: What the link passes at once after an idle spell (from :meth:`observe_train`, and
             at least the largest transfer that fitted), bytes; 0 while unknown.
         rate_samples: Transfers that moved the estimate.
+        train_min_s: A train's burst is believed only where its part past the burst lasted this long
+            (a fast link moves a short train in less time than a busy machine's scheduling delays), s.
+        envelope: Each step adds the fastest of the last ``envelope`` rate samples (delays from a busy
+            machine or a retransmission only ever add time, so the fastest is the best evidence).
     """
 
     estimate_bps: float
@@ -61,8 +76,12 @@ class RateEstimator:
     resolution_s: float = 3e-3
     burst_bytes: float = 0.0
     rate_samples: int = 0
+    train_min_s: float = 0.05
+    envelope: int = 2
     _bits: float = 0.0
     _seconds: float = 0.0
+    _recent: deque[tuple[float, float]] = field(default_factory=deque)
+    _drained: bool = False  # the last transfer emptied the bucket (it was larger than the burst)
 
     def observe_rtt(self, rtt_s: float) -> None:
         """An empty round trip: the part of every round trip that is not transfer."""
@@ -81,23 +100,29 @@ class RateEstimator:
         """A train of messages sent back to back after an idle spell: learn the burst and the rate.
 
         The first messages pass in the burst; past the knee, messages arrive one per ``8 * size /
-        rate``. The rate is the slope over the second half of the train, the burst the bytes passed
-        beyond what that rate explains. Return whether the train went past the burst (else only a lower
-        bound on the burst, the whole train, is kept).
+        rate``. The rate is the slope over the second half of the train, the burst the bytes that
+        arrived beyond what that rate explains. Return whether the train went past the burst (else only
+        a lower bound on the burst, the whole train, is kept).
 
         Args:
             sizes_bytes: Bytes of each message, in sending order.
-            arrivals_s: When each message's reply arrived, from the first send, s.
+            arrivals_s: When each message arrived (the server's clock: only differences count), s.
         """
-        cumulative = [float(sum(sizes_bytes[: i + 1])) for i in range(len(sizes_bytes))]
+        cumulative = np.cumsum(np.asarray(sizes_bytes, dtype=float))
+        arrivals = np.asarray(arrivals_s, dtype=float) - arrivals_s[0]
         half = len(cumulative) // 2
-        span_s = arrivals_s[-1] - arrivals_s[half - 1] if half >= 1 else 0.0
-        if half < 1 or span_s < self.resolution_s:  # it all fitted in the burst
-            self.burst_bytes = max(self.burst_bytes, cumulative[-1])
+        span_s = float(arrivals[-1] - arrivals[half - 1]) if half >= 2 else 0.0
+        if half < 2 or span_s < self.resolution_s:  # it all fitted in the burst
+            self.burst_bytes = max(self.burst_bytes, float(cumulative[-1]))
             return False
-        rate = 8.0 * (cumulative[-1] - cumulative[half - 1]) / span_s
-        self.burst_bytes = max(cumulative[-1] - rate * self.transfer_s(arrivals_s[-1], 0.0) / 8, 0.0)
-        self._add(rate, span_s)
+        # bytes = burst + rate/8 * time past the knee: a least-squares line through the second half
+        slope, intercept = np.polyfit(arrivals[half - 1 :], cumulative[half - 1 :], 1)
+        if slope <= 0:
+            return False
+        if span_s >= self.train_min_s:  # long enough for the machine's timing noise not to make the burst up
+            self.burst_bytes = float(min(max(intercept, 0.0), cumulative[-1]))
+        self._drained = True
+        self._add(8.0 * float(slope), span_s)
         return True
 
     def observe(self, sent_bytes: int, round_trip_s: float, server_s: float, *,
@@ -120,19 +145,25 @@ class RateEstimator:
         self.samples += 1
         if transfer < self.resolution_s:  # it fitted in the bucket: no rate, but a burst at least this big
             self.burst_bytes = max(self.burst_bytes, float(sent_bytes))
+            self._drained = False
             return raw
-        refilled = 0.0 if idle_s is None else 8.0 * sent_bytes / (transfer + max(idle_s, 0.0))
-        beyond = 8.0 * (sent_bytes - self.burst_bytes) / transfer if sent_bytes > self.burst_bytes else 0.0
-        rate = max(refilled, beyond)
-        if rate <= 0:  # inside the burst, idle unknown: it can show the link slow, never fast
-            if raw >= self.estimate_bps:
-                return raw
-            rate = raw
-        self._add(rate, transfer)
+        # the refill bound holds only where the bucket was empty when the idle spell began
+        drained, self._drained = self._drained, sent_bytes > self.burst_bytes
+        refilled = 0.0 if idle_s is None or not drained else 8.0 * sent_bytes / (transfer + max(idle_s, 0.0))
+        if sent_bytes > self.burst_bytes:
+            self._add(max(refilled, 8.0 * (sent_bytes - self.burst_bytes) / transfer), transfer)
+        elif refilled > self.estimate_bps:  # inside the burst: evidence only where a bound excludes it
+            self._add(refilled, transfer)
+        elif raw < self.estimate_bps:
+            self._add(raw, transfer)
         return raw
 
     def _add(self, rate_bps: float, seconds: float) -> None:
         """A rate sample weighted by its duration (a size-weighted window with geometric forgetting)."""
+        self._recent.append((rate_bps, seconds))
+        while len(self._recent) > self.envelope:
+            self._recent.popleft()
+        rate_bps, seconds = max(self._recent)
         keep = 0.0 if self.rate_samples == 0 else 1.0 - self.smoothing  # the first sample replaces the prior
         self._bits = keep * self._bits + rate_bps * seconds
         self._seconds = keep * self._seconds + seconds

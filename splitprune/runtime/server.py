@@ -300,8 +300,9 @@ class Server:
             return
         if header["kind"] == "probe":
             self.stats.probes += 1
-            self._reply(identity, {"kind": "pong", "id": request_id,
-                                   "server_s": time.perf_counter() - received, "model": self.model.model_id})
+            self._reply(identity, {"kind": "pong", "id": request_id,  # received_s: arrival spacing of a train
+                                   "server_s": time.perf_counter() - received, "received_s": received,
+                                   "model": self.model.model_id})
             return
         if header["kind"] != "infer":
             self._error(identity, request_id, "malformed",
