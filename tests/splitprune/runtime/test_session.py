@@ -1,6 +1,7 @@
 """Inputs, and a hung server: timeout -> local fallback -> probe -> resume."""
 
 import threading
+import time
 
 import pytest
 import torch
@@ -44,7 +45,7 @@ class _HungServer:
         self.context = zmq.Context()
         self.sock = self.context.socket(zmq.ROUTER)
         self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
-        self.held, self.stop = [], threading.Event()
+        self.held, self.stop, self.delay_s = [], threading.Event(), 0.0
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
 
@@ -61,6 +62,7 @@ class _HungServer:
                 self.held.append((identity, header["id"]))
             else:
                 (x,) = decode_tensors(header, body[1:])
+                time.sleep(self.delay_s)  # a slow link: the server says it spent no time itself
                 with torch.no_grad():
                     y = self.model.module(x)
                 reply = {"kind": "result", "id": header["id"], "server_s": 0.0, "batch": 1}
@@ -101,4 +103,27 @@ def test_a_hung_server_times_out_to_local_then_probing_resumes_offloading(tiny_m
         assert [i.record.request_id for i in (first, second, third, fourth)] == [0, 1, 2, 3]
     finally:
         device.close()
+        fake.close()
+
+
+def test_the_wait_scales_with_the_bytes_so_a_slow_link_is_not_a_dead_server(tiny_model):
+    fake = _HungServer(tiny_model)
+    fake.serve_infer.set()
+    fake.delay_s = 0.5  # the reply comes 0.5 s after the request
+    x = torch.randn(tuple(tiny_model.example.shape))
+    try:
+        # at 100 kbit/s the ~3 kB request needs ~0.25 s: the wait is 0.2 s + 4 x that
+        slow = Device(tiny_model, f"tcp://127.0.0.1:{fake.port}",
+                      options=DeviceOptions(timeout_s=0.2, initial_rate_bps=1e5))
+        with slow:
+            assert slow.reply_wait_s(3000) == pytest.approx(0.2 + 4 * 8 * 3000 / 1e5)
+            record = slow.infer(x).record
+            assert not record.local_fallback and record.total_s >= 0.5
+        # at 1 Gbit/s the same bytes need nothing: 0.2 s is all the wait, and it runs out
+        fast = Device(tiny_model, f"tcp://127.0.0.1:{fake.port}",
+                      options=DeviceOptions(timeout_s=0.2, initial_rate_bps=1e9))
+        with fast:
+            record = fast.infer(x).record
+            assert record.local_fallback and record.fallback_reason == "timeout"
+    finally:
         fake.close()
