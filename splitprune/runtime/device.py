@@ -12,7 +12,8 @@ answer in that time or refuses the request, the device computes the tail itself 
 (a *local fallback*), drops the socket (so nothing queued is sent later, and a late reply has nowhere
 to go) and treats the server as down; every ``probe_every`` requests that run all local (by choice or
 because the server is down) it sends a small probe, which both measures the link and tells it the
-server is back. Every request returns exactly one output; its :class:`RequestRecord` says how.
+server is back (a train of probes instead where one probe would fit in the link's burst). Every
+request returns exactly one output; its :class:`RequestRecord` says how.
 """
 
 from __future__ import annotations
@@ -199,6 +200,7 @@ class Device:
         """
         import zmq
 
+        self._since_probe = 0
         count, payload = self.options.train_probes, self._train_payload
         if count < 2 or self._socket is None or not self.server_up:
             return False
@@ -220,6 +222,7 @@ class Device:
             if left <= 0 or not self._socket.poll(left * 1e3, zmq.POLLIN):
                 self._reset()  # late pongs must not be taken for the replies to later messages
                 self._last_transfer_end = None
+                self.server_up = False
                 return False
             reply = self._socket.recv_multipart(copy=False)
             try:
@@ -340,7 +343,10 @@ class Device:
         if wanted.all_local or not self.server_up:
             self._since_probe += 1
             if self._since_probe >= self.probe_every:
-                self.probe()
+                if self.server_up and 0 < self.probe_bytes <= self.estimator.burst_bytes:
+                    self.measure_link()  # a probe that fits in the burst would say nothing of the rate
+                else:
+                    self.probe()
                 wanted = self.pinned or self.chooser.choose(self.estimator.estimate_bps)
         estimate = self.estimator.estimate_bps
         fallback = not wanted.all_local and not self.server_up

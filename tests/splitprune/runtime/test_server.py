@@ -163,3 +163,27 @@ def test_a_tail_that_fails_gets_an_error_reply_and_the_server_keeps_serving(tiny
     assert (header["kind"], header["reason"], header["id"]) == ("error", "internal", 200)
     assert "out of memory" in header["error"]
     assert _ask(dealer, _infer_frames(tiny_model, request_id=201))[0]["kind"] == "result"
+
+
+def test_probing_while_all_local_sends_a_train_where_one_probe_would_fit_in_the_burst(tiny_model, tiny_server,
+                                                                                      token):
+    device = Device(tiny_model, tiny_server.bound, token=token, options=DeviceOptions(probe_every=2),
+                    pin_cut=tiny_model.all_local_cut.cut_id)
+    calls = []
+    with device:
+
+        def called(name):
+            def record(**_):
+                calls.append(name)
+                device._since_probe = 0
+                return True
+            return record
+
+        device.measure_link, device.probe = called("train"), called("probe")
+        device.estimator.burst_bytes = 10**6  # a 16 kB probe passes at once: it cannot show the rate
+        for _ in range(4):
+            device.infer(tiny_model.example)
+        device.estimator.burst_bytes = 0
+        for _ in range(2):
+            device.infer(tiny_model.example)
+    assert calls == ["train", "train", "probe"]
