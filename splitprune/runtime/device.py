@@ -195,8 +195,9 @@ class Device:
         A token bucket passes its burst at once and the rest at its rate: when each probe reached the
         server shows both (:meth:`~splitprune.runtime.rate.RateEstimator.observe_train`). The server's
         arrival times are used, not the replies' (on a loopback both directions share one queue, so the
-        replies would wait behind the train). Return whether it measured the rate (False: no server, no
-        answer in time, or the whole train fitted in the burst).
+        replies would wait behind the train). Where the train takes longer than the wait (a link slower
+        than the estimate), the part that arrived is used. Return whether it measured the rate (False:
+        no server, under four probes answered in time, or the whole train fitted in the burst).
         """
         import zmq
 
@@ -222,8 +223,7 @@ class Device:
             if left <= 0 or not self._socket.poll(left * 1e3, zmq.POLLIN):
                 self._reset()  # late pongs must not be taken for the replies to later messages
                 self._last_transfer_end = None
-                self.server_up = False
-                return False
+                break  # a link slower than the estimate: the part of the train that arrived still tells
             reply = self._socket.recv_multipart(copy=False)
             try:
                 header = parse_header(reply[0].buffer)
@@ -231,11 +231,14 @@ class Device:
                 continue
             if header.get("kind") == "pong" and header.get("id") in {w for w, _, _ in messages}:
                 arrivals[header["id"]] = header.get("received_s")
-        self._last_transfer_end = time.perf_counter()
-        times = [arrivals[w] for w, _, _ in messages]
-        if not all(isinstance(t, float) for t in times):
-            return False  # a server that does not say when probes arrived
-        return self.estimator.observe_train([size for _, _, size in messages], times)
+        else:
+            self._last_transfer_end = time.perf_counter()
+        arrived = [w for w, _, _ in messages]
+        arrived = arrived[: next((i for i, w in enumerate(arrived) if w not in arrivals), len(arrived))]
+        times = [arrivals[w] for w in arrived]
+        if len(times) < 4 or not all(isinstance(t, float) for t in times):
+            return False  # too little of it arrived, or a server that does not say when probes arrived
+        return self.estimator.observe_train([size for _, _, size in messages[: len(times)]], times)
 
     def _reset(self) -> None:
         import zmq
