@@ -290,6 +290,8 @@ class Authenticator:
         self._auth.start()
         self._auth.configure_curve_callback(domain="*",
                                             credentials_provider=_DeviceList(curve.authorized, on_refused))
+        if not self._auth.is_alive():  # without a ZAP handler a CURVE socket would admit any key
+            raise KeysError("the CURVE key check (ZAP handler) did not start; the server will not listen")
 
     def stop(self) -> None:
         """Stop the handler thread (idempotent)."""
