@@ -192,7 +192,9 @@ def serve(
     if json_out:
         emit_json({"schema": "splitprune.serve/1", "model": model, "model_id": split_model.model_id,
                    "listen": server.bound, "cuts": [c.to_dict() for c in split_model.cuts],
-                   "max_abs_error": dict(server.check_errors), **server.stats.to_dict()})
+                   "max_abs_error": dict(server.check_errors), **server.stats.to_dict(),
+                   "encryption": "curve" if keys else "plaintext",
+                   "authorized_devices": len(keys.authorized) if keys else None})
 
 
 @app.command()
@@ -280,7 +282,7 @@ def run(
 
         plot_timeline(records, plot, title=f"{model} on {board} over {link}")
         status.print(f"plot written to {plot}")
-    document = summary.to_dict()
+    document = {**summary.to_dict(), "encryption": "curve" if keys else "plaintext"}
     if json_out:
         emit_json(document)
     else:

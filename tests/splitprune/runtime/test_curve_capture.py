@@ -74,6 +74,7 @@ def test_curve_serves_listed_devices_only_and_nothing_crosses_in_clear(tmp_path)
         assert {r["cut_kind"] for r in rows} == {"full_offload"}  # so the input itself crossed
         served = json.loads(result[mode]["serve"]["stdout"])
         assert served["requests"] == 4
+        assert served["encryption"] == doc["encryption"] == {"curve": "curve", "plain": "plaintext"}[mode]
     assert "CURVE, 1 device key" in result["curve"]["serve"]["stderr"]
 
     stranger = result["curve"]["stranger"]  # an unlisted key: no reply at all, every request local
