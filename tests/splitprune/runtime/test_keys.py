@@ -36,6 +36,17 @@ def test_a_key_pair_is_zeromq_certificates_with_a_private_secret(tmp_path):
     assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["jetson1.key", "jetson1.key_secret"]
 
 
+def test_the_secret_key_is_private_whatever_the_umask(tmp_path):
+    import os
+
+    previous = os.umask(0)  # a umask that would leave new files world-readable
+    try:
+        made = create_keypair(tmp_path, "dev")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(made.secret_key_file.stat().st_mode) == 0o600
+
+
 def test_an_existing_pair_is_replaced_only_with_force(tmp_path):
     first = create_keypair(tmp_path, "server")
     with pytest.raises(KeysError, match="--force"):
