@@ -31,6 +31,7 @@ def _root() -> None:
 # Importing a command module registers its command on `app`.
 from . import calibrate as _calibrate  # noqa: E402,F401
 from . import estimate as _estimate  # noqa: E402,F401
+from . import keys as _keys  # noqa: E402,F401
 from . import plan as _plan  # noqa: E402,F401
 from . import prune as _prune  # noqa: E402,F401
 from . import serve as _serve  # noqa: E402,F401

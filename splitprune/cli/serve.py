@@ -37,6 +37,10 @@ ModeOpt = Annotated[str, typer.Option("--mode", help="eager, graph or tensorrt (
 RangeOption = Annotated[str, typer.Option(help="LOW:HIGH bit/s the policy covers")]
 SeedOption = Annotated[int, typer.Option(help="Weight seed (both sides must use the same)")]
 TokenOption = Annotated[Path | None, typer.Option(help="File holding a shared secret both sides send")]
+CurveOption = Annotated[Path | None, typer.Option(
+    "--curve", help="This side's NAME.key_secret (splitprune keys): encrypt and authenticate (ZeroMQ CURVE)")]
+InsecureOption = Annotated[bool, typer.Option(
+    help="Allow plaintext to or from a non-loopback address: anyone on the path reads tensors and token")]
 
 
 class MissingExtraError(SplitpruneError):
@@ -84,6 +88,30 @@ def _token(path: Path | None) -> str | None:
     return token
 
 
+def _server_curve(secret: Path | None, authorized: Path | None) -> Any:
+    """``--curve`` and ``--authorized-keys`` as server keys (None: plaintext); both or neither."""
+    if secret is None and authorized is None:
+        return None
+    if secret is None or authorized is None:
+        raise SplitpruneError("--curve SERVER.key_secret and --authorized-keys DIR go together: the server's "
+                              "key pair and the folder of device public keys it accepts")
+    from ..runtime.keys import ServerCurve
+
+    return ServerCurve.from_files(secret, authorized)
+
+
+def _device_curve(secret: Path | None, server_key: Path | None) -> Any:
+    """``--curve`` and ``--server-key`` as device keys (None: plaintext); both or neither."""
+    if secret is None and server_key is None:
+        return None
+    if secret is None or server_key is None:
+        raise SplitpruneError("--curve DEVICE.key_secret and --server-key SERVER.key go together: this "
+                              "device's key pair and the public key of the server it trusts")
+    from ..runtime.keys import DeviceCurve
+
+    return DeviceCurve.from_files(secret, server_key)
+
+
 def _terminate_as_interrupt() -> None:
     """Ctrl-C and SIGTERM stop cleanly (sockets closed, reports written), even in a background job."""
     def handler(signum: int, frame: Any) -> None:
@@ -121,6 +149,10 @@ def serve(
     listen: Annotated[str, typer.Option(help="Address to bind")] = "tcp://127.0.0.1:5555",
     allow_remote: Annotated[bool, typer.Option(help="Allow a non-loopback --listen address")] = False,
     token_file: TokenOption = None,
+    curve: CurveOption = None,
+    authorized_keys: Annotated[Path | None, typer.Option(
+        help="With --curve: folder of the devices' NAME.key files; only they may connect")] = None,
+    insecure: InsecureOption = False,
     max_message_mb: Annotated[float, typer.Option(help="Largest request accepted, MB")] = 64.0,
     max_batch: Annotated[int, typer.Option(help="Most same-cut requests run as one batch")] = 1,
     batch_timeout_ms: Annotated[float, typer.Option(help="How long a request waits for a batch, ms")] = 0.0,
@@ -131,14 +163,15 @@ def serve(
     from ..runtime.server import Server, check_listen_address
 
     _terminate_as_interrupt()
-    check_listen_address(listen, allow_remote=allow_remote)
+    keys = _server_curve(curve, authorized_keys)
+    check_listen_address(listen, allow_remote=allow_remote, encrypted=keys is not None, insecure=insecure)
     settings = _settings(board, link, server_profile, objective, alpha, wire, input_wire, mode, rate_range,
                          input_shape, seed, precision=precision, power_mode=power_mode)
     token = _token(token_file)
     split_model = _interruptible(_prepare, model, settings)
     server = Server(split_model, listen=listen, token=token, max_message_bytes=int(max_message_mb * 1e6),
                     max_batch=max_batch, batch_timeout_s=batch_timeout_ms / 1e3, cache_dir=cache,
-                    allow_remote=allow_remote)
+                    allow_remote=allow_remote, curve=keys, insecure=insecure)
     try:
         errors = server.load()
         for cut in split_model.cuts:
@@ -147,8 +180,10 @@ def serve(
                              f"tail(head(x)) matches model(x) within {errors[cut.cut_id]:.2g}",
                              markup=False, highlight=False)
         address = server.bind()
-        status.print(f"serving {model} (model id {split_model.model_id}) on {address}", markup=False,
-                     highlight=False)
+        n_keys = len(keys.authorized) if keys else 0
+        security = f"CURVE, {n_keys} device key{'s' if n_keys != 1 else ''}" if keys else "plaintext"
+        status.print(f"serving {model} (model id {split_model.model_id}) on {address} ({security})",
+                     markup=False, highlight=False)
         server.serve()
     except KeyboardInterrupt:
         status.print("stopped")
@@ -157,7 +192,9 @@ def serve(
     if json_out:
         emit_json({"schema": "splitprune.serve/1", "model": model, "model_id": split_model.model_id,
                    "listen": server.bound, "cuts": [c.to_dict() for c in split_model.cuts],
-                   "max_abs_error": dict(server.check_errors), **server.stats.to_dict()})
+                   "max_abs_error": dict(server.check_errors), **server.stats.to_dict(),
+                   "encryption": "curve" if keys else "plaintext",
+                   "authorized_devices": len(keys.authorized) if keys else None})
 
 
 @app.command()
@@ -184,6 +221,10 @@ def run(
     hysteresis: Annotated[float, typer.Option(help="Relative margin past a policy boundary")] = 0.15,
     smoothing: Annotated[float, typer.Option(help="Weight of a new rate sample, (0, 1]")] = 0.5,
     token_file: TokenOption = None,
+    curve: CurveOption = None,
+    server_key: Annotated[Path | None, typer.Option(
+        help="With --curve: the server's NAME.key (its public key)")] = None,
+    insecure: InsecureOption = False,
     sensor: Annotated[str | None, typer.Option(help="measure sensor: auto, jtop, ...")] = None,
     check: Annotated[bool, typer.Option(help="Compare every output with the unsplit model")] = True,
     log: Annotated[Path | None, typer.Option(help="Append one JSON line per request here as it completes")
@@ -207,6 +248,10 @@ def run(
     settings = _settings(board, link, server_profile, objective, alpha, wire, input_wire, mode, rate_range,
                          input_shape, seed, precision=precision, power_mode=power_mode)
     token = _token(token_file)
+    keys = _device_curve(curve, server_key)
+    from ..runtime.keys import check_plaintext
+
+    check_plaintext(connect, encrypted=keys is not None, insecure=insecure, role="run")
     power = None
     if sensor is not None:
         from measure.errors import MeasureError
@@ -217,12 +262,14 @@ def run(
         except MeasureError as exc:
             raise SplitpruneError(f"--sensor {sensor}: {exc}") from None
     split_model = _interruptible(_prepare, model, settings)
-    device = Device(split_model, connect, token=token, options=options, sensor=power)
+    device = Device(split_model, connect, token=token, options=options, sensor=power, curve=keys,
+                    insecure=insecure)
     run_log = RunLog(log) if log is not None else None  # streamed: one flushed line per request
     try:
         if not _interruptible(device.connect):
-            status.print(f"warning: no answer from {connect}; running locally and probing", markup=False,
-                         highlight=False)
+            why = device.handshake_failure()
+            status.print(f"warning: no answer from {connect}{f' ({why})' if why else ''}; running locally "
+                         f"and probing", markup=False, highlight=False)
         source = make_inputs(requests, tuple(split_model.example.shape), directory=inputs)
         records, summary = run_requests(device, source, count=requests, check=check,
                                         on_record=run_log.write if run_log is not None else None)
@@ -239,7 +286,7 @@ def run(
 
         plot_timeline(records, plot, title=f"{model} on {board} over {link}")
         status.print(f"plot written to {plot}")
-    document = summary.to_dict()
+    document = {**summary.to_dict(), "encryption": "curve" if keys else "plaintext"}
     if json_out:
         emit_json(document)
     else:

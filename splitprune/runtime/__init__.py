@@ -8,6 +8,7 @@ This package sits above :mod:`splitprune.split` (the exact bandwidth policy) and
 - :mod:`.rate`: the uplink estimate (token-bucket aware) and the cut choice (hysteresis, confirmation).
 - :mod:`.server`: :class:`Server` (ZeroMQ ROUTER; tails via torch.export; errors, limits, batching).
 - :mod:`.device`: :class:`Device` (``Device(model, address).infer(x)``; timeouts, local fallback).
+- :mod:`.keys`: CURVE key pairs (``splitprune keys``), the server's allowed devices, plaintext rules.
 - :mod:`.session`: inputs and :func:`run_requests`; :mod:`.report`: the log and the summary.
 
 pyzmq (extra ``runtime``) is imported only when a socket is opened.

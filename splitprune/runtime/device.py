@@ -28,6 +28,7 @@ import torch
 
 from ..errors import SplitpruneError
 from .cuts import Cut, SplitModel
+from .keys import DeviceCurve, HandshakeWatch, check_plaintext, secure_device_socket
 from .protocol import ProtocolError, decode_tensors, encode_tensors, pack, parse_header
 from .rate import CutChooser, RateEstimator
 from .server import as_tuple
@@ -145,11 +146,21 @@ class Device:
         options: Timeout, probing and rate following.
         sensor: A ``measure`` power sensor for per-request device energy (None: no energy).
         pin_cut: Always use this cut id instead of following the policy (falls back all the same).
+        curve: The device's CURVE keys and the server's public key (None: plaintext, which a
+            non-loopback address allows only with ``insecure``).
+        insecure: Allow plaintext to a non-loopback address.
+
+    Raises:
+        KeysError: Plaintext to a non-loopback address without ``insecure``.
     """
 
     def __init__(self, model: SplitModel, connect: str, *, token: str | None = None,
                  options: DeviceOptions | None = None, sensor: Any = None,
-                 pin_cut: str | None = None) -> None:
+                 pin_cut: str | None = None, curve: DeviceCurve | None = None,
+                 insecure: bool = False) -> None:
+        check_plaintext(connect, encrypted=curve is not None, insecure=insecure, role="run")
+        self.curve = curve
+        self._watch = HandshakeWatch()  # names a refused key, or a plaintext/CURVE mismatch
         options = options or DeviceOptions()
         self.model, self.address, self.token, self.options = model, connect, token, options
         self.timeout_s, self.probe_every = options.timeout_s, options.probe_every
@@ -243,9 +254,11 @@ class Device:
     def _reset(self) -> None:
         import zmq
 
-        if self._socket is not None:
-            self._socket.close(linger=0)
+        self._close_socket()
         sock = self._context.socket(zmq.DEALER)
+        if self.curve is not None:
+            secure_device_socket(sock, self.curve)
+        self._watch.attach(sock)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a server that is not there
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
@@ -253,11 +266,19 @@ class Device:
         sock.connect(self.address)
         self._socket = sock
 
-    def close(self) -> None:
-        """Close the socket and the context (idempotent)."""
+    def _close_socket(self) -> None:
+        self._watch.detach()
         if self._socket is not None:
             self._socket.close(linger=0)
             self._socket = None
+
+    def handshake_failure(self) -> str | None:
+        """Why the encrypted connection fails (key refused, wrong server key), or None."""
+        return self._watch.failure()
+
+    def close(self) -> None:
+        """Close the socket and the context (idempotent)."""
+        self._close_socket()
         if self._context is not None:
             self._context.term()
             self._context = None
@@ -287,7 +308,7 @@ class Device:
             except zmq.Again:
                 left = deadline - time.perf_counter()
                 if left <= 0 or not self._socket.poll(left * 1e3, zmq.POLLOUT):
-                    raise _NoReplyError("unreachable") from None
+                    raise _NoReplyError(self.handshake_failure() or "unreachable") from None
         deadline = start + self.reply_wait_s(sent_bytes)  # a slow link is not a dead server
         while True:
             left = deadline - time.perf_counter()

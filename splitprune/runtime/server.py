@@ -25,6 +25,7 @@ import torch
 
 from ..errors import SplitpruneError
 from .cuts import Cut, SplitModel
+from .keys import Authenticator, ServerCurve, check_plaintext, is_loopback, secure_server_socket
 from .protocol import (
     MAX_HEADER_BYTES,
     ProtocolError,
@@ -36,24 +37,30 @@ from .protocol import (
 
 __all__ = ["Server", "ServerStats", "ServerStartupError", "as_tuple", "check_listen_address"]
 
-_LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
-
-
 class ServerStartupError(SplitpruneError):
     """The server cannot start: bad address, port in use, or a tail that does not match the model."""
 
 
-def check_listen_address(address: str, *, allow_remote: bool) -> None:
-    """Refuse a non-loopback address unless ``allow_remote``; accept ``tcp://`` and ``ipc://``."""
+def check_listen_address(address: str, *, allow_remote: bool, encrypted: bool = False,
+                         insecure: bool = False) -> None:
+    """Refuse a non-loopback address unless ``allow_remote``, and plaintext there unless ``insecure``.
+
+    Accepts ``tcp://`` and ``ipc://`` addresses.
+
+    Raises:
+        ServerStartupError: A bad address, or a non-loopback one without ``allow_remote``.
+        KeysError: Plaintext on a non-loopback address (see :func:`~.keys.check_plaintext`).
+    """
     if address.startswith("ipc://"):
         return
     if not address.startswith("tcp://") or ":" not in address[6:]:
         raise ServerStartupError(f"bad address {address!r}: use tcp://HOST:PORT, e.g. tcp://127.0.0.1:5555")
     host = address[6:].rsplit(":", 1)[0]
-    if host not in _LOOPBACK and not allow_remote:
+    if not is_loopback(address) and not allow_remote:
         raise ServerStartupError(
             f"{address} is not a loopback address; pass --allow-remote to listen on {host}"
         )
+    check_plaintext(address, encrypted=encrypted, insecure=insecure, role="serve")
 
 
 def as_tuple(value: Any) -> tuple[torch.Tensor, ...]:
@@ -86,6 +93,8 @@ class ServerStats:
         batching_saved_s: Tail time saved by batching: each batched request's single-request tail
             time (measured at start-up) less the batch's time, summed, s.
         tail_s: Total tail compute time, s.
+        refused_keys: CURVE handshakes refused because the device's key is not listed (such a
+            device gets no connection, so no reply either).
     """
 
     requests: int = 0
@@ -96,6 +105,7 @@ class ServerStats:
     batched_requests: int = 0
     batching_saved_s: float = 0.0
     tail_s: float = 0.0
+    refused_keys: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON."""
@@ -132,12 +142,19 @@ class Server:
             already queued, so a lone request never waits).
         cache_dir: Where exported programs are kept (default: a temporary folder).
         allow_remote: Allow binding a non-loopback address.
+        curve: The server's CURVE keys and the devices it accepts (None: plaintext, which a
+            non-loopback address allows only with ``insecure``).
+        insecure: Allow plaintext on a non-loopback address.
     """
 
     def __init__(self, model: SplitModel, *, listen: str = "tcp://127.0.0.1:5555", token: str | None = None,
                  max_message_bytes: int = 64 * 2**20, max_batch: int = 1, batch_timeout_s: float = 0.0,
-                 cache_dir: Path | None = None, allow_remote: bool = False) -> None:
-        check_listen_address(listen, allow_remote=allow_remote)
+                 cache_dir: Path | None = None, allow_remote: bool = False, curve: ServerCurve | None = None,
+                 insecure: bool = False) -> None:
+        check_listen_address(listen, allow_remote=allow_remote, encrypted=curve is not None,
+                             insecure=insecure)
+        self.curve = curve
+        self._auth: Authenticator | None = None
         if max_batch < 1 or max_message_bytes < 1:
             raise ServerStartupError("--max-batch and --max-message-bytes must be at least 1")
         self.model, self.listen, self.token = model, listen, token
@@ -214,6 +231,9 @@ class Server:
         self._context = zmq.Context()
         sock = self._context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:  # the ZAP handler runs before the socket can accept anyone
+            self._auth = Authenticator(self._context, self.curve, on_refused=self._refused)
+            secure_server_socket(sock, self.curve)
         # A frame 4x over the limit drops the connection unread (memory); smaller ones get an error reply.
         sock.setsockopt(zmq.MAXMSGSIZE, 4 * self.max_message_bytes + MAX_HEADER_BYTES)
         try:
@@ -225,6 +245,7 @@ class Server:
                 self.bound = self.listen
         except zmq.ZMQError as exc:
             sock.close()
+            self.close()
             raise ServerStartupError(f"cannot listen on {self.listen}: {exc}; choose another port") from None
         self._socket = sock
         return self.bound
@@ -260,9 +281,15 @@ class Server:
         if self._socket is not None:
             self._socket.close(linger=0)
             self._socket = None
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
         if self._context is not None:
             self._context.term()
             self._context = None
+
+    def _refused(self, key: bytes) -> None:  # the ZAP thread: one writer, so += is safe here
+        self.stats.refused_keys += 1
 
     def _reply(self, identity: bytes, header: dict[str, Any], tensors: Any = None) -> None:
         self._socket.send_multipart([identity, *pack(header, tensors)], copy=False)
