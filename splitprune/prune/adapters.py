@@ -7,9 +7,10 @@ Ultralytics YOLO (v8, 11) is the case in point; Torch-Pruning's YOLOv8 example d
   second half (the pruned model no longer runs). :func:`adapt` replaces each such block with an
   equivalent one whose conv is two convs, one per half, holding the same weights (the model's output
   does not change), so each half is a group of its own.
-- ``Detect`` (box and class towers and the DFL) and YOLO's ``Attention`` are kept whole: their output
-  channels are the model's outputs (box distributions, class scores) or attention heads laid out by
-  a ``view``. Their input channels still shrink with the layers that feed them.
+- ``Detect``'s output layers (the last conv of each box and class tower, and the DFL) and YOLO's
+  ``Attention`` keep their output channels: those are the model's outputs (box distributions, class
+  scores) or attention heads laid out by a ``view``. Their input channels still shrink with the
+  layers that feed them; the towers' hidden widths are pruned like any other layer.
 
 Classes are matched by name (and their module under ``ultralytics``), so the core never imports
 ultralytics (AGPL-3.0, the optional ``detect`` extra). Adding a model family is an entry in
@@ -91,8 +92,24 @@ REWRITES: dict[str, Callable[[Any], nn.Module]] = {
 }
 """``package.ClassName`` -> a function returning an equivalent, prunable replacement."""
 
-KEPT: frozenset[str] = frozenset({"ultralytics.Detect", "ultralytics.Attention"})
-"""``package.ClassName`` of modules whose layers keep their output channels (subclasses match too)."""
+def _detect_outputs(head: Any) -> list[str]:
+    """A Detect head's output layers: the last conv of every box and class tower, and the DFL."""
+    kept = []
+    for towers in ("cv2", "cv3", "one2one_cv2", "one2one_cv3"):
+        for i, tower in enumerate(getattr(head, towers, ())):
+            last = f".{len(tower) - 1}" if isinstance(tower, nn.Sequential) else ""
+            kept.append(f"{towers}.{i}{last}")
+    if isinstance(getattr(head, "dfl", None), nn.Module):
+        kept.append("dfl")
+    return kept
+
+
+KEPT: dict[str, Callable[[Any], list[str]]] = {
+    "ultralytics.Detect": _detect_outputs,
+    "ultralytics.Attention": lambda module: [""],
+}
+"""``package.ClassName`` (subclasses match too) -> the submodules (``""``: all of it) whose layers keep
+their output channels."""
 
 
 def _keys(module: nn.Module) -> list[str]:
@@ -130,11 +147,12 @@ def adapt(model: nn.Module) -> Adaptation:
 
 
 def kept_modules(model: nn.Module) -> tuple[str, ...]:
-    """Names of the modules of ``model`` (outermost only) whose layers :data:`KEPT` keeps whole."""
+    """Names of the modules of ``model`` whose layers :data:`KEPT` keeps whole."""
     kept: list[str] = []
     for name, module in model.named_modules():
-        if any(name.startswith(k + ".") for k in kept):
+        if any(name == k or name.startswith(k + ".") for k in kept):
             continue
-        if any(k in KEPT for k in _keys(module)):
-            kept.append(name)
+        rule = next((KEPT[k] for k in _keys(module) if k in KEPT), None)
+        if rule is not None:
+            kept.extend(".".join(p for p in (name, sub) if p) for sub in rule(module))
     return tuple(kept)

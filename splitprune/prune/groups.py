@@ -60,6 +60,11 @@ SHUFFLING_TARGETS = frozenset(
 )
 SHUFFLING_MODULES: tuple[type[nn.Module], ...] = (nn.ChannelShuffle, nn.PixelShuffle, nn.PixelUnshuffle)
 PERMUTING_TARGETS = frozenset({"transpose", "permute", "swapaxes", "swapdims", "movedim"})
+METADATA_TARGETS = frozenset(
+    {"new_full", "new_zeros", "new_ones", "new_empty", "zeros_like", "ones_like", "empty_like", "full_like",
+     "size", "sym_size", "dim"}
+)  # fmt: skip
+"""Ops that read only their input's shape, dtype and device."""
 
 
 class UnsupportedModelError(SplitpruneError):
@@ -251,6 +256,7 @@ def output_layers(graph: LayerGraph, model: nn.Module | None = None) -> list[str
     """
     owner = model if model is not None else graph.gm
     found: list[str] = []
+    metadata_only = {n for n in graph.order if _op_name(graph.nx.nodes[n]) in METADATA_TARGETS}
     seen: set[str] = set()
     stack = list(graph.nx.predecessors(graph.output))
     while stack:
@@ -263,7 +269,8 @@ def output_layers(graph: LayerGraph, model: nn.Module | None = None) -> list[str
             if attrs["module"] not in found:
                 found.append(attrs["module"])
             continue
-        stack.extend(graph.nx.predecessors(name))
+        if name not in metadata_only:  # YOLO's anchors read a feature map's shape, not its values
+            stack.extend(graph.nx.predecessors(name))
     return found
 
 
