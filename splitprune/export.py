@@ -251,6 +251,21 @@ def _rebuild_output(graph: fx.Graph, out_spec: pytree.TreeSpec) -> None:
     graph._codegen = _PyTreeOutput(fx.graph._PyTreeInfo(names, in_spec, out_spec))
 
 
+def _check(gm: fx.GraphModule, head: Any, tail: Any, inputs: tuple[torch.Tensor, ...]) -> float:
+    """Largest absolute difference between the leaves of ``tail(*head(x))`` and of ``gm(x)``."""
+    with torch.no_grad():
+        got, want = pytree.tree_leaves(tail(*head(*inputs))), pytree.tree_leaves(gm(*inputs))
+    shapes = [tuple(t.shape) if isinstance(t, torch.Tensor) else None for t in got]
+    if shapes != [tuple(t.shape) if isinstance(t, torch.Tensor) else None for t in want]:
+        raise ExportError("the exported head and tail do not return the model's outputs; report this bug")
+    diffs = [
+        float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
+        for a, b in zip(got, want, strict=True)
+        if isinstance(a, torch.Tensor)
+    ]
+    return max(diffs, default=0.0)
+
+
 def _describe(value: Any) -> dict[str, Any]:
     if isinstance(value, torch.Tensor):
         return {"shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch."),
@@ -278,7 +293,8 @@ def export_split(
         wire_bytes: Bytes on the wire per crossing node, from the solver (optional).
 
     Returns:
-        The manifest.
+        The manifest; ``check.max_abs_error`` is the largest difference between the exported
+        programs' ``tail(*head(x))`` and the traced model on the example input.
 
     Raises:
         ExportError: The model cannot be split there or torch.export fails.
@@ -289,16 +305,18 @@ def export_split(
     inputs = tuple(example_inputs)
     with torch.no_grad():
         crossing_values = parts.head(*inputs)
+    programs = {}
     for name, part, args in (("head", parts.head, inputs), ("tail", parts.tail, crossing_values)):
         try:
-            program = torch.export.export(part, tuple(args))
+            programs[name] = torch.export.export(part, tuple(args))
             buffer = io.BytesIO()
-            torch.export.save(program, buffer)
+            torch.export.save(programs[name], buffer)
         except Exception as exc:  # torch.export raises many types
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise ExportError(f"torch.export failed on the {name}: {reason}") from None
         write_atomic(directory / f"{name}.pt2", buffer.getvalue())
         write_atomic(directory / f"{name}.py", part.code)
+    error = _check(gm, programs["head"].module(), programs["tail"].module(), inputs)
     tensors = []
     for i, (name, value) in enumerate(zip(parts.crossing, crossing_values, strict=True)):
         row = {"index": i, "name": name, **_describe(value)}
@@ -313,6 +331,7 @@ def export_split(
         "head": {"program": "head.pt2", "code": "head.py", "nodes": sorted(set(device_nodes))},
         "tail": {"program": "tail.pt2", "code": "tail.py"},
         "crossing": tensors,
+        "check": {"max_abs_error": error, "of": "tail(*head(x)) vs the traced model on the example input"},
         "usage": "head = torch.export.load('head.pt2').module(); "
         "tail = torch.export.load('tail.pt2').module(); y = tail(*head(x))",
     }
