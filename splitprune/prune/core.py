@@ -179,13 +179,14 @@ def prune_to_budget(
             if steps >= opts.max_steps:
                 raise BudgetError(f"no convergence after {steps} steps; raise step_fraction")
             cmodel = ChannelModel(graph, model, cost)
-            if abs(cmodel.state().total - _metric(graph, spec.metric)) > 1e-6 * value:
+            fixed = _postprocess(graph, spec.metric)  # priced outside the network: pruning leaves it
+            if abs(cmodel.state().total + fixed - _metric(graph, spec.metric)) > 1e-6 * value:
                 notes.append("the channel model disagrees with the traced estimate; steps may overshoot")
             groups = _groups(dg, ignored_modules, names, init_out, opts)
             if steps == 0:
-                _check_reachable(cmodel, groups, target, spec, opts)
+                _check_reachable(cmodel, groups, target, spec, opts, fixed)
             scorer.score(groups, cmodel, cost.conv_kernel_granularity)
-            lower = target * (1 - 0.9 * opts.tolerance)
+            lower = target * (1 - 0.9 * opts.tolerance) - fixed
             quota = min(value - target * (1 - 0.5 * opts.tolerance), opts.step_fraction * baseline)
             taken = select(groups, cmodel, 1 if fine else round_to, quota, lower)
             if not taken and not fine:
@@ -327,13 +328,21 @@ def _apply(dg: Any, groups: list[Group], taken: dict[int, int], model: nn.Module
     sync_widths(model)
 
 
+def _postprocess(graph: LayerGraph, metric: str) -> float:
+    """The metric of the graph's post-processing node (a detector's NMS), which no channel changes."""
+    record = getattr(graph, "postprocess", None)
+    return float(record.get(metric, 0.0)) if record else 0.0
+
+
 def _check_reachable(
-    cmodel: ChannelModel, groups: list[Group], target: float, spec: Budget, opts: PruneOptions
+    cmodel: ChannelModel, groups: list[Group], target: float, spec: Budget, opts: PruneOptions,
+    fixed: float = 0.0,
 ) -> None:
     state = cmodel.state()
     for g in groups:
         removable = (g.spec.units - g.floor) * g.spec.channel_groups
         cmodel.delta(state, changes_for(cmodel, state, g.spec, removable), commit=True)
+    state.total += fixed
     if target < state.total * (1 + 1e-6):
         unit = "J" if spec.metric == "energy_j" else "s"
         raise BudgetError(
