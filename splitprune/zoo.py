@@ -152,7 +152,7 @@ def network_of(model: nn.Module) -> nn.Module:
 
     if isinstance(model, (SSD, RetinaNet, FCOS)):
         return DenseDetectorNetwork(model)
-    if isinstance(model, FasterRCNN) and not hasattr(model.roi_heads, "mask_head"):
+    if isinstance(model, FasterRCNN) and not (model.roi_heads.has_mask() or model.roi_heads.has_keypoint()):
         return TwoStageDetectorNetwork(model)
     if isinstance(model, FasterRCNN):
         raise ModelLoadError(
