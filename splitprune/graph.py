@@ -23,6 +23,7 @@ from torch import nn
 
 from .errors import InputShapeError, SplitpruneError, TraceError
 from .export_tracing import build_export_dag, export_trace
+from .onnx_import import OnnxModel, build_onnx_dag, onnx_graph_module
 from .tracing import build_dag, symbolic_trace
 from .zoo import postprocess_of
 
@@ -49,7 +50,8 @@ class LayerGraph:
         name: Model name for reports.
         input_shapes: Shapes of the example inputs.
         board: Name of the board profile after :func:`splitprune.annotate`, else None.
-        tracer: ``fx`` (torch.fx, module-level nodes) or ``export`` (torch.export, ATen-level nodes).
+        tracer: ``fx`` (torch.fx, module-level nodes), ``export`` (torch.export, ATen-level nodes) or
+            ``onnx`` (an ONNX file's nodes; :attr:`gm` has their names but cannot run).
         postprocess: Data-dependent post-processing that runs after the traced network (a detector's
             decoding and NMS), as one node's attributes (``name``, ``kind`` = ``postprocess``, ``ops``,
             ``mem_bytes``, ``dispatches``; ``energy_j``/``latency_s`` after annotate), else None. It is
@@ -211,6 +213,13 @@ def trace(
     if tracer not in ("auto", "fx", "export"):
         raise TraceError(f"unknown tracer {tracer!r}: use auto, fx or export")
     meta_inputs = [torch.empty(t.shape, dtype=t.dtype, device="meta") for t in inputs]
+    if isinstance(model, OnnxModel):
+        onnx_dag = build_onnx_dag(model, [tuple(t.shape) for t in inputs])
+        return LayerGraph(
+            nodes=onnx_dag.nodes, preds=onnx_dag.preds, order=onnx_dag.order, inputs=onnx_dag.inputs,
+            output=onnx_dag.output, gm=onnx_graph_module(onnx_dag), name=name or str(model.path),
+            input_shapes=[tuple(t.shape) for t in inputs], tracer="onnx",
+        )  # fmt: skip
     used = "fx"
     try:
         if tracer == "export":
