@@ -134,7 +134,7 @@ def test_done_when_specs_build_and_trace_with_no_network_and_match_references():
         row = rows[spec]
         assert row["macs"] > 0
         if spec.startswith("ultralytics:"):
-            assert row["tracer"] == "export"
+            assert row["tracer"] == "dispatch"
             assert row["macs"] == pytest.approx(row["flop_counter_macs"], rel=0.03), spec
         else:
             assert row["postprocess"] == ("deeplab" not in spec), spec
