@@ -40,9 +40,13 @@ def export_trace(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> fx.Graph
     was_training = model.training
     model.eval()
     state = _plain_attributes(model)
+    stack_traces = torch.fx.config.do_not_emit_stack_traces
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
+            # Each node's Python stack trace costs two thirds of an export (symbolising frames);
+            # estimates never read them.
+            torch.fx.config.do_not_emit_stack_traces = True
             program = torch.export.export(model, args, strict=False)
             gm = program.module()
     except Exception as exc:  # export raises many types; all mean "cannot trace"
@@ -52,6 +56,7 @@ def export_trace(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> fx.Graph
             "post-processing (NMS, filtering) out of forward()"
         ) from None
     finally:
+        torch.fx.config.do_not_emit_stack_traces = stack_traces
         _restore(model, state)
         model.train(was_training)
     assert isinstance(gm, fx.GraphModule)
@@ -110,6 +115,23 @@ def _val(node: Any) -> Any:
     return node.meta.get("val") if isinstance(node, fx.Node) else node
 
 
+_FLATTENING_VIEWS = frozenset({"view", "_unsafe_view", "reshape", "flatten"})
+
+
+def _flattened_rows(node: fx.Node) -> bool:
+    """Whether an ``addmm``'s rows are a >2-D tensor flattened (``F.linear`` over a sequence)."""
+    if getattr(node.target, "overloadpacket", None) is not torch.ops.aten.addmm or len(node.args) < 2:
+        return False
+    source = node.args[1]
+    if not isinstance(source, fx.Node) or not source.args:
+        return False
+    packet = getattr(source.target, "overloadpacket", None)
+    if packet is None or packet.__name__ not in _FLATTENING_VIEWS:
+        return False
+    base = _val(source.args[0])
+    return isinstance(base, torch.Tensor) and base.dim() > 2
+
+
 def build_export_dag(gm: fx.GraphModule, inputs: list[torch.Tensor]) -> Dag:
     """The DAG of an exported GraphModule: node values from ``meta["val"]``, rules from the ATen table.
 
@@ -147,6 +169,8 @@ def build_export_dag(gm: fx.GraphModule, inputs: list[torch.Tensor]) -> Dag:
         rule = aten_rule(node.target) if node.op == "call_function" else aten_rule(None)
         call = OpCall(module=None, args=tuple(args), kwargs=dict(kwargs), output=value)
         kind = _kind(rule, value, args)
+        if kind == "linear" and _flattened_rows(node):
+            kind = "matmul"  # as fx calls a linear layer over a sequence or a feature map
         in_bytes = sum(_tensor_bytes(_val(a)) for a in node.all_input_nodes if a.op != "get_attr")
         _add_node(
             dag,

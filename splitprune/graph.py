@@ -2,9 +2,10 @@
 
 Tracing is torch.fx symbolic tracing followed by shape propagation on ``meta`` tensors, so no real
 arithmetic runs and a model built on the meta device (no weight initialisation) traces as well as a
-real one. Where fx fails (Python control flow over proxies, as in YOLO's and torchvision's detection
-heads) the model is traced with ``torch.export`` at the ATen level instead
-(:mod:`splitprune.export_tracing`); :attr:`LayerGraph.tracer` says which. One node per tensor
+real one. Where fx fails (Python control flow over proxies, as in YOLO's detection head) the ATen
+ops of a meta forward pass are recorded (:mod:`splitprune.dispatch_tracing`), and where that fails
+the model is traced with ``torch.export`` (:mod:`splitprune.export_tracing`); :attr:`LayerGraph.tracer`
+says which. One node per tensor
 operation plus the inputs and the output; an edge ``u -> v`` means ``v`` reads what ``u`` produced,
 so residual adds and concatenations are real joins.
 """
@@ -21,8 +22,10 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from .dispatch_tracing import record_trace
 from .errors import InputShapeError, SplitpruneError, TraceError
 from .export_tracing import build_export_dag, export_trace
+from .onnx_import import OnnxModel, build_onnx_dag, onnx_graph_module
 from .tracing import build_dag, symbolic_trace
 from .zoo import postprocess_of
 
@@ -49,7 +52,8 @@ class LayerGraph:
         name: Model name for reports.
         input_shapes: Shapes of the example inputs.
         board: Name of the board profile after :func:`splitprune.annotate`, else None.
-        tracer: ``fx`` (torch.fx, module-level nodes) or ``export`` (torch.export, ATen-level nodes).
+        tracer: ``fx`` (torch.fx, module-level nodes), ``dispatch`` or ``export`` (ATen-level nodes) or
+            ``onnx`` (an ONNX file's nodes; :attr:`gm` has their names but cannot run).
         postprocess: Data-dependent post-processing that runs after the traced network (a detector's
             decoding and NMS), as one node's attributes (``name``, ``kind`` = ``postprocess``, ``ops``,
             ``mem_bytes``, ``dispatches``; ``energy_j``/``latency_s`` after annotate), else None. It is
@@ -174,6 +178,26 @@ def cut_bytes_along_order(graph: LayerGraph) -> list[int]:
     return result
 
 
+def _trace_with(
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], tracer: str, leaf_modules: tuple[type[nn.Module], ...]
+) -> tuple[fx.GraphModule, str]:
+    """The first of fx, dispatch recording and torch.export that traces ``model`` (or the one asked for)."""
+    tracers: dict[str, Any] = {
+        "fx": lambda: symbolic_trace(model, leaf_modules),
+        "dispatch": lambda: record_trace(model, inputs),
+        "export": lambda: export_trace(model, inputs),
+    }
+    errors = []
+    for name in [tracer] if tracer != "auto" else list(tracers):
+        try:
+            return tracers[name](), name
+        except TraceError as exc:
+            if tracer != "auto":
+                raise
+            errors.append(f"{exc} ({name})")
+    raise TraceError("; ".join(errors))
+
+
 def _postprocess(model: nn.Module, output: dict[str, Any]) -> dict[str, Any] | None:
     record = postprocess_of(model, output["out_bytes"], sum(math.prod(s) for s in output["output_shapes"]))
     if record is None:
@@ -196,10 +220,12 @@ def trace(
         example_inputs: One tensor or a sequence of tensors; only shapes and dtypes are used.
         name: Model name for reports (default: the class name).
         leaf_modules: Module classes to keep as single opaque layers (e.g. ones that fx cannot trace).
-        tracer: ``auto`` (fx, then torch.export), ``fx`` or ``export``.
+        tracer: ``auto`` (fx, then dispatch recording, then torch.export), ``fx``, ``dispatch`` or
+            ``export``.
 
-    torch.fx is tried first; when it cannot trace the model, ``torch.export`` (non-strict) traces it at
-    the ATen level into the same kind of graph (``graph.tracer`` says which; ``tracer`` forces one).
+    torch.fx is tried first; when it cannot trace the model, the ATen ops of a meta forward pass are
+    recorded, then ``torch.export`` (non-strict) is tried, into the same kind of graph
+    (``graph.tracer`` says which; ``tracer`` forces one).
 
     Raises:
         TraceError: Neither tracer can trace the model; the message names what broke in each.
@@ -208,22 +234,17 @@ def trace(
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
         raise InputShapeError("example_inputs must be a tensor or a sequence of tensors")
-    if tracer not in ("auto", "fx", "export"):
-        raise TraceError(f"unknown tracer {tracer!r}: use auto, fx or export")
+    if tracer not in ("auto", "fx", "dispatch", "export"):
+        raise TraceError(f"unknown tracer {tracer!r}: use auto, fx, dispatch or export")
     meta_inputs = [torch.empty(t.shape, dtype=t.dtype, device="meta") for t in inputs]
-    used = "fx"
-    try:
-        if tracer == "export":
-            raise TraceError("torch.export requested")
-        gm = symbolic_trace(model, tuple(leaf_modules))
-    except TraceError as fx_error:
-        if tracer == "fx":
-            raise
-        used = "export"
-        try:
-            gm = export_trace(model, inputs)
-        except TraceError as export_error:
-            raise TraceError(f"{fx_error} (torch.fx); {export_error}") from None
+    if isinstance(model, OnnxModel):
+        onnx_dag = build_onnx_dag(model, [tuple(t.shape) for t in inputs])
+        return LayerGraph(
+            nodes=onnx_dag.nodes, preds=onnx_dag.preds, order=onnx_dag.order, inputs=onnx_dag.inputs,
+            output=onnx_dag.output, gm=onnx_graph_module(onnx_dag), name=name or str(model.path),
+            input_shapes=[tuple(t.shape) for t in inputs], tracer="onnx",
+        )  # fmt: skip
+    gm, used = _trace_with(model, inputs, tracer, tuple(leaf_modules))
     dag = build_dag(gm, meta_inputs) if used == "fx" else build_export_dag(gm, meta_inputs)
     return LayerGraph(
         postprocess=_postprocess(model, dag.nodes[dag.output]),

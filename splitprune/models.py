@@ -9,6 +9,7 @@ Specs (nothing is ever downloaded: no weights, no configs):
 - ``timm:NAME``: ``timm.create_model(NAME, pretrained=False)``.
 - ``hf:MODEL_ID``: a Hugging Face transformers model built from a config class that ships with the
   library (see :data:`splitprune.zoo.HF_CONFIGS`).
+- ``path/to/model.onnx``: an ONNX graph (:mod:`splitprune.onnx_import`; estimate and split, not run).
 - ``package.module:callable`` and ``path/to/file.py:callable``. The callable is called with no arguments
 and must return an ``nn.Module``. ``device="meta"`` builds the model without allocating or initialising
 weights, which is all that estimating needs.
@@ -63,6 +64,11 @@ def load_model(spec: str, *, device: str = "cpu") -> LoadedModel:
     """
     if device not in ("cpu", "meta"):
         raise ModelLoadError(f"device must be 'cpu' or 'meta', got {device!r}")
+    if spec.endswith(".onnx"):
+        from .onnx_import import OnnxModel
+
+        onnx_model = OnnxModel(Path(spec))
+        return LoadedModel(module=onnx_model, name=spec, input_shape=onnx_model.input_shape, device="meta")
     if ":" not in spec:
         raise ModelLoadError(
             f"bad model {spec!r}: use torchvision:NAME, package.module:callable or path/file.py:callable"

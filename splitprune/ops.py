@@ -328,7 +328,8 @@ ATEN_RULES: dict[str, OpRule] = {
     "_convolution": OpRule("conv", macs=_convolution_macs, kernels=_convolution_kernels),
     "linear": LINEAR,
     **{name: MATMUL for name in ("matmul", "mm", "bmm")},
-    **{name: OpRule("matmul", macs=_addmm_macs) for name in ("addmm", "baddbmm")},
+    "addmm": OpRule("linear", macs=_addmm_macs),  # what F.linear becomes below autograd
+    "baddbmm": OpRule("matmul", macs=_addmm_macs),
     "einsum": OpRule("matmul", macs=_einsum_macs),
     **{
         name: OpRule("attention", macs=_sdpa_macs)

@@ -12,7 +12,9 @@ rest as a :class:`PostProcess` that :func:`splitprune.graph.trace` adds as one n
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -152,7 +154,7 @@ def network_of(model: nn.Module) -> nn.Module:
 
     if isinstance(model, (SSD, RetinaNet, FCOS)):
         return DenseDetectorNetwork(model)
-    if isinstance(model, FasterRCNN) and not hasattr(model.roi_heads, "mask_head"):
+    if isinstance(model, FasterRCNN) and not (model.roi_heads.has_mask() or model.roi_heads.has_keypoint()):
         return TwoStageDetectorNetwork(model)
     if isinstance(model, FasterRCNN):
         raise ModelLoadError(
@@ -180,7 +182,8 @@ def ultralytics(name: str) -> Resolved:
     for key, value in (("YOLO_OFFLINE", "True"), ("YOLO_AUTOINSTALL", "False"), ("YOLO_VERBOSE", "False")):
         os.environ.setdefault(key, value)
     try:
-        from ultralytics.nn import tasks
+        with contextlib.redirect_stdout(sys.stderr):  # its first import announces a settings file on stdout
+            from ultralytics.nn import tasks
     except ImportError:
         raise ModelLoadError(
             "ultralytics is not installed: pip install 'splitprune[detect]' (AGPL-3.0) for ultralytics: specs"
@@ -200,7 +203,8 @@ def ultralytics(name: str) -> Resolved:
 
     def build() -> nn.Module:
         try:
-            return classes[task](cfg, verbose=False)
+            with contextlib.redirect_stdout(sys.stderr):
+                return classes[task](cfg, verbose=False)
         except FileNotFoundError:
             raise ModelLoadError(
                 f"ultralytics has no model yaml for {name!r}: use e.g. yolo11n, yolov8s, yolov5nu, yolo26n"

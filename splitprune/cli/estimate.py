@@ -142,6 +142,13 @@ def _print_table(doc: dict[str, Any], top: int) -> None:
             f"{100 * row['energy_j'] / total_j:.1f}",
         )
     people.print(table)
+    post = doc.get("postprocess")
+    if post is not None:
+        people.print(
+            f"post-processing outside the traced network: {post['name']}, "
+            f"{post['energy_j'] * 1e3:.3f} mJ, {post['latency_s'] * 1e3:.3f} ms (in the total)",
+            markup=False,
+        )
     if top and len(layers) > len(shown):
         people.print(f"({len(layers) - len(shown)} cheaper layers not shown; --top 0 shows all)")
     people.print(
