@@ -4,7 +4,9 @@
 set into two ``GraphModule`` s: ``head(*inputs)`` returns a tuple of the tensors that cross, in graph
 order, and ``tail(*crossing)`` returns the model's output, so ``tail(*head(x)) == model(x)``. When
 everything runs on the device the head returns ``(output,)`` and the tail passes it through.
-Parameters (``get_attr`` nodes) are never sent: each side reads its own copy.
+Parameters (``get_attr`` nodes) are never sent: each side reads its own copy. fx traces and the ATen
+graphs of the dispatch and ``torch.export`` tracers (YOLO, torchvision detectors) cut alike; see
+:func:`split_modules` for what that takes (in-place ops, tuples, constants, output pytrees).
 
 :func:`export_split` writes both as ``torch.export`` programs (``head.pt2``, ``tail.pt2``; load with
 ``torch.export.load(path).module()``), their generated code (``head.py``, ``tail.py``) for reading, and
@@ -199,16 +201,21 @@ def _functional_copy(graph: fx.Graph) -> fx.Graph:
     copy = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     latest: dict[fx.Node, fx.Node] = {}  # mutated tensor (original node) -> its value now (new node)
+    kept_in_place: set[fx.Node] = set()  # in-place ops left as they are: their results alias a base
     for n in graph.nodes:
         if n.op == "call_module" and str(n.target) in _GUARDS:
             continue
         new = copy.node_copy(n, lambda a: latest.get(a, env[a]))
         env[n] = new
         functional = _in_place_variant(n.target) if n.op == "call_function" else None
+        if functional is None:
+            continue
         base = n.args[0] if n.args else None
-        if functional is not None and isinstance(base, fx.Node) and _fresh(base):
+        if isinstance(base, fx.Node) and _fresh(base) and base not in kept_in_place:
             new.target = functional
             latest[base] = new
+        else:
+            kept_in_place.add(n)
     copy.lint()
     return copy
 
