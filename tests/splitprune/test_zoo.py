@@ -95,6 +95,8 @@ DONE_WHEN = {
     "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn": (None, None),
     "torchvision:retinanet_resnet50_fpn_v2": ("ops", "retinanet_resnet50_fpn_v2"),
     "torchvision:deeplabv3_mobilenet_v3_large": ("ops", "deeplabv3_mobilenet_v3_large"),
+    "timm:resnet18": ("ops", "resnet18"),
+    "hf:bert-base-uncased": (None, None),
 }
 
 _OFFLINE_SCRIPT = """
@@ -119,7 +121,8 @@ print(json.dumps(rows))
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
 def test_done_when_specs_build_and_trace_with_no_network_and_match_references():
-    pytest.importorskip("ultralytics")
+    for package in ("ultralytics", "timm", "transformers"):
+        pytest.importorskip(package)
     probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip("unshare -rn is not permitted here")
@@ -137,7 +140,8 @@ def test_done_when_specs_build_and_trace_with_no_network_and_match_references():
             assert row["tracer"] == "dispatch"
             assert row["macs"] == pytest.approx(row["flop_counter_macs"], rel=0.03), spec
         else:
-            assert row["postprocess"] == ("deeplab" not in spec), spec
+            detector = spec.startswith("torchvision:") and "deeplab" not in spec
+            assert row["postprocess"] == detector, spec
         if source == "yaml":
             assert 2 * row["macs"] / 1e9 == pytest.approx(_ultralytics_yaml_gflops(reference), rel=0.03), spec
         elif source == "ops":
