@@ -146,3 +146,10 @@ def test_done_when_specs_build_and_trace_with_no_network_and_match_references():
             assert 2 * row["macs"] / 1e9 == pytest.approx(_ultralytics_yaml_gflops(reference), rel=0.03), spec
         elif source == "ops":
             assert row["macs"] / 1e9 == pytest.approx(_torchvision_ops_gmacs(reference), rel=0.03), spec
+
+
+def test_video_models_get_a_clip_shaped_input_and_match_torchvision_ops():
+    loaded = load_model("torchvision:r3d_18", device="meta")
+    assert loaded.input_shape == (1, 3, 16, 112, 112)
+    graph = trace(loaded.module, torch.empty(loaded.input_shape, device="meta"))
+    assert graph.total_macs / 1e9 == pytest.approx(_torchvision_ops_gmacs("r3d_18"), rel=0.03)
