@@ -37,6 +37,7 @@ from .errors import ModelLoadError
 __all__ = ["LoadedModel", "load_model", "torchvision_classifiers"]
 
 DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
+VIDEO_FRAMES = 16  # the clip length torchvision's video models are evaluated with
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ def _torchvision_input_shape(name: str) -> tuple[int, ...]:
         crop = torchvision.models.get_model_weights(name).DEFAULT.transforms().crop_size[0]
     except (ValueError, AttributeError, IndexError, TypeError):
         return DEFAULT_INPUT_SHAPE
+    if name in torchvision.models.list_models(module=torchvision.models.video):
+        return (1, 3, VIDEO_FRAMES, int(crop), int(crop))  # (batch, channels, frames, height, width)
     return (1, 3, int(crop), int(crop))
 
 

@@ -95,6 +95,8 @@ DONE_WHEN = {
     "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn": (None, None),
     "torchvision:retinanet_resnet50_fpn_v2": ("ops", "retinanet_resnet50_fpn_v2"),
     "torchvision:deeplabv3_mobilenet_v3_large": ("ops", "deeplabv3_mobilenet_v3_large"),
+    "timm:resnet18": ("ops", "resnet18"),
+    "hf:bert-base-uncased": (None, None),
 }
 
 _OFFLINE_SCRIPT = """
@@ -119,7 +121,8 @@ print(json.dumps(rows))
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
 def test_done_when_specs_build_and_trace_with_no_network_and_match_references():
-    pytest.importorskip("ultralytics")
+    for package in ("ultralytics", "timm", "transformers"):
+        pytest.importorskip(package)
     probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip("unshare -rn is not permitted here")
@@ -137,8 +140,16 @@ def test_done_when_specs_build_and_trace_with_no_network_and_match_references():
             assert row["tracer"] == "dispatch"
             assert row["macs"] == pytest.approx(row["flop_counter_macs"], rel=0.03), spec
         else:
-            assert row["postprocess"] == ("deeplab" not in spec), spec
+            detector = spec.startswith("torchvision:") and "deeplab" not in spec
+            assert row["postprocess"] == detector, spec
         if source == "yaml":
             assert 2 * row["macs"] / 1e9 == pytest.approx(_ultralytics_yaml_gflops(reference), rel=0.03), spec
         elif source == "ops":
             assert row["macs"] / 1e9 == pytest.approx(_torchvision_ops_gmacs(reference), rel=0.03), spec
+
+
+def test_video_models_get_a_clip_shaped_input_and_match_torchvision_ops():
+    loaded = load_model("torchvision:r3d_18", device="meta")
+    assert loaded.input_shape == (1, 3, 16, 112, 112)
+    graph = trace(loaded.module, torch.empty(loaded.input_shape, device="meta"))
+    assert graph.total_macs / 1e9 == pytest.approx(_torchvision_ops_gmacs("r3d_18"), rel=0.03)
