@@ -1,4 +1,4 @@
-"""Pruning Ultralytics YOLO: the C2f rewrite, the Detect outputs kept, the budget met, the reload."""
+"""Pruning detectors: YOLO's C2f rewrite, its Detect outputs kept, budgets met, reloads; SSDlite."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from cli_runner import run_cli
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
+from splitprune import trace
 from splitprune.board import load_board
 from splitprune.models import load_model
 from splitprune.prune import PruneOptions, load_pruned, prune_to_budget, save_pruned
 from splitprune.prune.adapters import adapt
 
-pytest.importorskip("ultralytics")
-
 
 def _yolo(name: str) -> nn.Module:
+    pytest.importorskip("ultralytics")
     torch.manual_seed(0)
     return load_model(f"ultralytics:{name}").module.eval()
 
@@ -72,6 +72,7 @@ def test_prune_yolov8n_to_a_budget_keeps_the_head_outputs_and_reloads(tmp_path):
 
 @pytest.mark.slow
 def test_cli_prunes_yolov8n_at_640_to_sixty_percent(tmp_path):
+    pytest.importorskip("ultralytics")
     saved = tmp_path / "yolov8n.pt"
     code, out, _ = run_cli(
         "prune", "ultralytics:yolov8n", "--budget", "0.6", "--output", str(saved), "--json"
@@ -86,3 +87,17 @@ def test_cli_prunes_yolov8n_at_640_to_sixty_percent(tmp_path):
     with torch.no_grad():
         boxes = model(torch.zeros(1, 3, 640, 640))[0]
     assert boxes.shape == (1, 84, 8400)
+
+
+def test_ssdlite_prunes_to_a_budget_with_its_postprocessing_priced_outside():
+    torch.manual_seed(0)
+    model = load_model("torchvision:ssdlite320_mobilenet_v3_large").module.eval()
+    x = torch.randn(1, 3, 320, 320)
+    assert trace(model, x).postprocess is not None  # NMS: one priced node outside the network
+    with torch.no_grad():
+        shapes = [t.shape for t in tree_leaves(model(x))]
+    result = prune_to_budget(model, x, load_board("tx2"), 0.8, options=PruneOptions(step_fraction=0.1))
+    assert result.within_tolerance and result.macs_after < result.macs_before
+    assert not any("disagrees" in note for note in result.notes)  # the NMS node is a fixed term
+    with torch.no_grad():
+        assert [t.shape for t in tree_leaves(model(x))] == shapes
