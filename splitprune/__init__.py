@@ -2,9 +2,13 @@
 
 Data flows one way, model -> graph -> annotated graph -> decisions:
 
-- :mod:`splitprune.models`: resolve ``torchvision:NAME`` / ``pkg.mod:fn`` / ``file.py:fn`` into a module.
-- :mod:`splitprune.ops`: the per-operation registry (layer kind, MAC count, shape rule).
-- :mod:`splitprune.tracing`: torch.fx tracing and meta-tensor shape propagation into a networkx DAG.
+- :mod:`splitprune.models`: resolve a model spec (``torchvision:``, ``ultralytics:``, ``timm:``, ``hf:``,
+  ``model.onnx``, ``pkg.mod:fn``, ``file.py:fn``) into a module; :mod:`splitprune.zoo`: the optional
+  families and torchvision detectors' network + post-processing.
+- :mod:`splitprune.ops`: the per-operation registry (layer kind, MAC count, shape rule; ATen ops too).
+- :mod:`splitprune.tracing`: torch.fx tracing and meta-tensor shape propagation into a networkx DAG;
+  :mod:`splitprune.dispatch_tracing` and :mod:`splitprune.export_tracing`: the ATen-level fallbacks;
+  :mod:`splitprune.onnx_import`: ONNX files into the same DAG.
 - :mod:`splitprune.graph`: :func:`trace` a model into a :class:`LayerGraph` (networkx DAG of layers).
 - :mod:`splitprune.board`: board profiles (TOML) and the empirical per-layer cost model.
 - :mod:`splitprune.energy`: :func:`annotate` a graph with per-layer energy and latency.

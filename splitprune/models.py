@@ -1,7 +1,16 @@
 """Resolve a model spec into an ``nn.Module`` and a default input shape.
 
-Specs: ``torchvision:NAME`` (built with ``weights=None``; nothing is downloaded),
-``package.module:callable`` and ``path/to/file.py:callable``. The callable is called with no arguments
+Specs (nothing is ever downloaded: no weights, no configs):
+
+- ``torchvision:NAME``: any torchvision builder, ``weights=None`` and ``weights_backbone=None``;
+  detectors become their traceable network plus a post-processing record (:mod:`splitprune.zoo`).
+- ``ultralytics:NAME``: a YOLO (v3/v5u/v8/v9/v10/11/12/26, any task) built from the yaml shipped
+  with ultralytics (optional extra ``detect``, AGPL-3.0, imported only here), e.g. ``yolo11n``.
+- ``timm:NAME``: ``timm.create_model(NAME, pretrained=False)``.
+- ``hf:MODEL_ID``: a Hugging Face transformers model built from a config class that ships with the
+  library (see :data:`splitprune.zoo.HF_CONFIGS`).
+- ``path/to/model.onnx``: an ONNX graph (:mod:`splitprune.onnx_import`; estimate and split, not run).
+- ``package.module:callable`` and ``path/to/file.py:callable``. The callable is called with no arguments
 and must return an ``nn.Module``. ``device="meta"`` builds the model without allocating or initialising
 weights, which is all that estimating needs.
 """
@@ -22,11 +31,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import zoo
 from .errors import ModelLoadError
 
 __all__ = ["LoadedModel", "load_model", "torchvision_classifiers"]
 
 DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
+VIDEO_FRAMES = 16  # the clip length torchvision's video models are evaluated with
 
 
 @dataclass(frozen=True)
@@ -54,14 +65,18 @@ def load_model(spec: str, *, device: str = "cpu") -> LoadedModel:
     """
     if device not in ("cpu", "meta"):
         raise ModelLoadError(f"device must be 'cpu' or 'meta', got {device!r}")
+    if spec.endswith(".onnx"):
+        from .onnx_import import OnnxModel
+
+        onnx_model = OnnxModel(Path(spec))
+        return LoadedModel(module=onnx_model, name=spec, input_shape=onnx_model.input_shape, device="meta")
     if ":" not in spec:
         raise ModelLoadError(
             f"bad model {spec!r}: use torchvision:NAME, package.module:callable or path/file.py:callable"
         )
     source, _, attr = spec.rpartition(":")
-    if source == "torchvision":
-        factory = _torchvision_factory(attr)
-        shape = _torchvision_input_shape(attr)
+    if source in SOURCES:
+        factory, shape = SOURCES[source](attr)
     else:
         factory = _callable_from(source, attr, spec)
         shape = DEFAULT_INPUT_SHAPE
@@ -82,6 +97,8 @@ def torchvision_classifiers() -> list[str]:
 
 
 def _torchvision_factory(name: str) -> Callable[[], Any]:
+    import inspect
+
     import torchvision
 
     known = torchvision.models.list_models()
@@ -89,7 +106,15 @@ def _torchvision_factory(name: str) -> Callable[[], Any]:
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "see torchvision.models.list_models()"
         raise ModelLoadError(f"unknown torchvision model {name!r}: {hint}")
-    return lambda: torchvision.models.get_model(name, weights=None)
+    options: dict[str, Any] = {"weights": None}
+    if "weights_backbone" in inspect.signature(torchvision.models.get_model_builder(name)).parameters:
+        options["weights_backbone"] = None  # detection and segmentation builders fetch these otherwise
+    return lambda: zoo.network_of(torchvision.models.get_model(name, **options))
+
+
+def _torchvision(name: str) -> tuple[Callable[[], Any], tuple[int, ...]]:
+    shape = zoo.TORCHVISION_INPUT_SHAPES.get(name) or _torchvision_input_shape(name)
+    return _torchvision_factory(name), shape
 
 
 def _torchvision_input_shape(name: str) -> tuple[int, ...]:
@@ -100,7 +125,18 @@ def _torchvision_input_shape(name: str) -> tuple[int, ...]:
         crop = torchvision.models.get_model_weights(name).DEFAULT.transforms().crop_size[0]
     except (ValueError, AttributeError, IndexError, TypeError):
         return DEFAULT_INPUT_SHAPE
+    if name in torchvision.models.list_models(module=torchvision.models.video):
+        return (1, 3, VIDEO_FRAMES, int(crop), int(crop))  # (batch, channels, frames, height, width)
     return (1, 3, int(crop), int(crop))
+
+
+SOURCES: dict[str, Callable[[str], tuple[Callable[[], Any], tuple[int, ...]]]] = {
+    "torchvision": _torchvision,
+    "ultralytics": zoo.ultralytics,
+    "timm": zoo.timm,
+    "hf": zoo.hugging_face,
+}
+"""Spec prefixes and their resolvers: name -> (factory, default input shape)."""
 
 
 def _callable_from(source: str, attr: str, spec: str) -> Callable[[], Any]:

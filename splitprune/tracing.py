@@ -81,7 +81,20 @@ def symbolic_trace(model: nn.Module, leaf_types: tuple[type[nn.Module], ...]) ->
         ) from None
     finally:
         model.train(was_training)
-    return fx.GraphModule(tracer.root, fx_graph, type(model).__name__)
+    return _graph_module(tracer.root, fx_graph, type(model).__name__)
+
+
+def _graph_module(root: nn.Module, graph: fx.Graph, name: str) -> fx.GraphModule:
+    """A GraphModule that generates its Python code on first call, not now (a sixth of a trace).
+
+    ``_LazyGraphModule`` is torch's own (it backs ``torch.compile``); where it is missing the
+    module compiles at once, as before.
+    """
+    try:
+        from torch.fx._lazy_graph_module import _LazyGraphModule
+    except ImportError:  # pragma: no cover - older torch
+        return fx.GraphModule(root, graph, name)
+    return _LazyGraphModule(root, graph, name)
 
 
 COMPOSITE_KINDS = frozenset({"attention", "other"})
@@ -110,6 +123,15 @@ class _MetaRunner:
         self.meta_state: dict[str, dict[str, torch.Tensor]] = {}
 
     def module(self, target: str, module: nn.Module, args: Any, kwargs: Any) -> Any:
+        fast = _FAST_FORWARD.get(type(module))
+        if fast is not None and not kwargs and len(args) == 1 and isinstance(args[0], torch.Tensor):
+            return fast(module, self.meta_params(target, module), args[0])
+        state = self.meta_params(target, module)
+        with torch.no_grad():
+            return torch.func.functional_call(module, state, tuple(args), kwargs)
+
+    def meta_params(self, target: str, module: nn.Module) -> dict[str, torch.Tensor]:
+        """Meta copies of a leaf module's parameters and buffers (made once per module)."""
         state = self.meta_state.get(target)
         if state is None:
             state = {
@@ -119,8 +141,7 @@ class _MetaRunner:
                 for key, value in [*module.named_parameters(), *module.named_buffers()]
             }
             self.meta_state[target] = state
-        with torch.no_grad():
-            return torch.func.functional_call(module, state, tuple(args), kwargs)
+        return state
 
     def attr(self, target: str) -> tuple[Any, bool]:
         """A meta copy of attribute ``target`` and whether it is an ``nn.Parameter``."""
@@ -131,6 +152,26 @@ class _MetaRunner:
         if isinstance(value, torch.Tensor) and value.device.type != "meta":
             return torch.empty_like(value, device="meta", requires_grad=False), is_parameter
         return value, is_parameter
+
+
+def _conv_forward(module: Any, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    if module.padding_mode != "zeros":
+        return torch.func.functional_call(module, state, (x,))
+    return module._conv_forward(x, state["weight"], state.get("bias"))
+
+
+def _linear_forward(module: Any, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.linear(x, state["weight"], state.get("bias"))
+
+
+# The commonest leaf modules run straight on their meta weights: functional_call's reparametrisation
+# costs more than the meta op itself.
+_FAST_FORWARD: dict[type[nn.Module], Any] = {
+    nn.Conv1d: _conv_forward,
+    nn.Conv2d: _conv_forward,
+    nn.Conv3d: _conv_forward,
+    nn.Linear: _linear_forward,
+}
 
 
 def _tensor_bytes(value: Any) -> int:

@@ -96,7 +96,8 @@ def prune(
     document = result.to_dict(output=str(output) if output else None)
     document["input_shape"] = list(shape)
     if output is not None:
-        save_pruned(output, result.model, result.pruning_history, [shape], model_spec=model)
+        save_pruned(output, result.model, result.pruning_history, [shape], model_spec=model,
+                    rewritten=result.rewritten)
         write_atomic(output.with_suffix(".json"), json.dumps(document, indent=2) + "\n")
         if not json_out:
             status.print(f"pruned model written to {output} (report: {output.with_suffix('.json')})")

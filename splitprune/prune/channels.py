@@ -29,6 +29,7 @@ from torch import nn
 
 from ..board import CostModel, GemmShape, gemm_shape
 from ..graph import LayerGraph
+from .groups import layer_module
 from .swin import is_window_attention
 
 __all__ = ["ChannelModel", "ChannelState", "Counts"]
@@ -105,8 +106,8 @@ class ChannelModel:
             )
             module_name, base_in, base_out, depthwise, base_in_total = "", 0, 0, False, 0
             extra: dict[str, Any] = {}
-            if attrs["module"] and attrs["target"] == attrs["module"]:
-                module = model.get_submodule(attrs["module"])
+            module = layer_module(attrs, model)
+            if module is not None:
                 if isinstance(module, nn.modules.conv._ConvNd):
                     module_name = attrs["module"]
                     depthwise = module.groups == module.in_channels and module.groups > 1

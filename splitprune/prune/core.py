@@ -28,10 +28,12 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_leaves
 
 from ..board import BoardProfile
 from ..energy import annotate
 from ..graph import LayerGraph, trace
+from .adapters import adapt
 from .budget import Budget, BudgetError
 from .channels import ChannelModel
 from .groups import (
@@ -144,20 +146,31 @@ def prune_to_budget(
     cost = board.energy_j if spec.metric == "energy_j" else board.latency_s
     round_to = opts.round_to or board.energy_j.conv_kernel_granularity
 
-    before = _estimate(model, inputs, board, name)
+    original = _estimate(model, inputs, board, name)
     params_before = sum(p.numel() for p in model.parameters())
+    adaptation = adapt(model)
+    before = _estimate(model, inputs, board, name) if adaptation.rewritten else original
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    check_supported(before, model=model)
-    baseline = _metric(before, spec.metric)
+    check_supported(before, model=model, kept=adaptation.kept)
+    baseline = _metric(original, spec.metric)
     target = spec.resolve(baseline)
-    ignored = _ignored(model, before, opts)
-    ignored_modules = [model.get_submodule(n) for n in ignored]
+    ignored = _ignored(model, before, opts, kept=adaptation.kept)
+    ignored_modules = _layers(model, ignored)
     dg = build_dependency(model, inputs)
     names = {module: n for n, module in model.named_modules()}
     init_out = {n: module_width(m) for n, m in model.named_modules() if module_width(m)}
     scorer = Scorer(importance, opts, model, dg, names, data=data, loss_fn=loss_fn)
 
-    graph, value, trajectory, notes = before, baseline, [baseline], []
+    graph, value, trajectory, notes = before, _metric(before, spec.metric), [baseline], []
+    if adaptation.rewritten:
+        change = value / baseline - 1
+        notes.append(
+            f"{len(adaptation.rewritten)} blocks that split a conv's output in halves were rewritten as two "
+            f"convs with the same output (so torch-pruning tracks each half); the board model prices that "
+            f"form {abs(change) * 100:.2g} % {'above' if change >= 0 else 'below'} the original"
+        )
+    if adaptation.kept:
+        notes.append(f"output channels kept in {', '.join(adaptation.kept)} (detection head, attention)")
     fine = round_to == 1
     steps = 0
     with torch.random.fork_rng(devices=[]):
@@ -166,13 +179,14 @@ def prune_to_budget(
             if steps >= opts.max_steps:
                 raise BudgetError(f"no convergence after {steps} steps; raise step_fraction")
             cmodel = ChannelModel(graph, model, cost)
-            if abs(cmodel.state().total - _metric(graph, spec.metric)) > 1e-6 * value:
+            fixed = _postprocess(graph, spec.metric)  # priced outside the network: pruning leaves it
+            if abs(cmodel.state().total + fixed - _metric(graph, spec.metric)) > 1e-6 * value:
                 notes.append("the channel model disagrees with the traced estimate; steps may overshoot")
             groups = _groups(dg, ignored_modules, names, init_out, opts)
             if steps == 0:
-                _check_reachable(cmodel, groups, target, spec, opts)
+                _check_reachable(cmodel, groups, target, spec, opts, fixed)
             scorer.score(groups, cmodel, cost.conv_kernel_granularity)
-            lower = target * (1 - 0.9 * opts.tolerance)
+            lower = target * (1 - 0.9 * opts.tolerance) - fixed
             quota = min(value - target * (1 - 0.5 * opts.tolerance), opts.step_fraction * baseline)
             taken = select(groups, cmodel, 1 if fine else round_to, quota, lower)
             if not taken and not fine:
@@ -209,11 +223,11 @@ def prune_to_budget(
         importance=importance,
         metric=spec.metric,
         budget=target,
-        energy_before_j=before.total_energy_j,
+        energy_before_j=original.total_energy_j,
         energy_after_j=graph.total_energy_j,
-        latency_before_s=before.total_latency_s,
+        latency_before_s=original.total_latency_s,
         latency_after_s=graph.total_latency_s,
-        macs_before=before.total_macs,
+        macs_before=original.total_macs,
         macs_after=graph.total_macs,
         params_before=params_before,
         params_after=sum(p.numel() for p in model.parameters()),
@@ -233,6 +247,7 @@ def prune_to_budget(
         elapsed_s=time.perf_counter() - started,
         layers=rows,
         notes=tuple(dict.fromkeys(notes)),
+        rewritten=adaptation.rewritten,
     )
 
 
@@ -250,7 +265,9 @@ def _metric(graph: LayerGraph, metric: str) -> float:
     return graph.total_energy_j if metric == "energy_j" else graph.total_latency_s
 
 
-def _ignored(model: nn.Module, graph: LayerGraph, opts: PruneOptions) -> list[str]:
+def _ignored(
+    model: nn.Module, graph: LayerGraph, opts: PruneOptions, *, kept: tuple[str, ...] = ()
+) -> list[str]:
     names = dict(model.named_modules())
     for name in opts.ignore:
         if name not in names:
@@ -259,8 +276,20 @@ def _ignored(model: nn.Module, graph: LayerGraph, opts: PruneOptions) -> list[st
             close = difflib.get_close_matches(name, list(names), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise BudgetError(f"--ignore {name!r} is not a module of the model{hint}")
-    default = output_layers(graph) if opts.ignore_output_layers else []
-    return list(dict.fromkeys([*default, *opts.ignore]))
+    default = output_layers(graph, model) if opts.ignore_output_layers else []
+    return list(dict.fromkeys([*kept, *default, *opts.ignore]))
+
+
+def _layers(model: nn.Module, names: list[str]) -> list[nn.Module]:
+    """The modules named, and the conv and linear layers inside them (torch-pruning ignores layers)."""
+    found: dict[int, nn.Module] = {}
+    for name in names:
+        module = model.get_submodule(name)
+        found.setdefault(id(module), module)
+        for layer in module.modules():
+            if isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)):
+                found.setdefault(id(layer), layer)
+    return list(found.values())
 
 
 def _groups(
@@ -299,13 +328,21 @@ def _apply(dg: Any, groups: list[Group], taken: dict[int, int], model: nn.Module
     sync_widths(model)
 
 
+def _postprocess(graph: LayerGraph, metric: str) -> float:
+    """The metric of the graph's post-processing node (a detector's NMS), which no channel changes."""
+    record = getattr(graph, "postprocess", None)
+    return float(record.get(metric, 0.0)) if record else 0.0
+
+
 def _check_reachable(
-    cmodel: ChannelModel, groups: list[Group], target: float, spec: Budget, opts: PruneOptions
+    cmodel: ChannelModel, groups: list[Group], target: float, spec: Budget, opts: PruneOptions,
+    fixed: float = 0.0,
 ) -> None:
     state = cmodel.state()
     for g in groups:
         removable = (g.spec.units - g.floor) * g.spec.channel_groups
         cmodel.delta(state, changes_for(cmodel, state, g.spec, removable), commit=True)
+    state.total += fixed
     if target < state.total * (1 + 1e-6):
         unit = "J" if spec.metric == "energy_j" else "s"
         raise BudgetError(
@@ -325,7 +362,11 @@ def _check_runs(model: nn.Module, inputs: tuple[torch.Tensor, ...], before: Laye
         raise UnsupportedModelError(f"the pruned model no longer runs: {str(exc)[:160]}") from None
     finally:
         model.train(was_training)
-    expected = before.nx.nodes[before.output]["output_shapes"]
-    got = [tuple(out.shape)] if isinstance(out, torch.Tensor) else None
-    if got is not None and expected and got != [tuple(s) for s in expected]:
-        raise UnsupportedModelError(f"pruning changed the output shape from {expected[0]} to {got[0]}")
+    expected = [tuple(s) for s in before.nx.nodes[before.output]["output_shapes"]]
+    leaves = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+    got = [tuple(t.shape) for t in leaves]
+    if expected and len(got) == len(expected) and got != expected:
+        changed = next(i for i, (g, e) in enumerate(zip(got, expected, strict=True)) if g != e)
+        raise UnsupportedModelError(
+            f"pruning changed the output shape from {expected[changed]} to {got[changed]}"
+        )

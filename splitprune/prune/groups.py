@@ -49,6 +49,7 @@ __all__ = [
     "build_dependency",
     "check_supported",
     "group_spec",
+    "layer_module",
     "module_width",
     "output_layers",
     "sync_widths",
@@ -59,6 +60,11 @@ SHUFFLING_TARGETS = frozenset(
 )
 SHUFFLING_MODULES: tuple[type[nn.Module], ...] = (nn.ChannelShuffle, nn.PixelShuffle, nn.PixelUnshuffle)
 PERMUTING_TARGETS = frozenset({"transpose", "permute", "swapaxes", "swapdims", "movedim"})
+METADATA_TARGETS = frozenset(
+    {"new_full", "new_zeros", "new_ones", "new_empty", "zeros_like", "ones_like", "empty_like", "full_like",
+     "size", "sym_size", "dim"}
+)  # fmt: skip
+"""Ops that read only their input's shape, dtype and device."""
 
 
 class UnsupportedModelError(SplitpruneError):
@@ -93,27 +99,30 @@ CUSTOM_PRUNERS: dict[Any, tp.pruner.function.BasePruningFunc] = {
 }
 
 
-def check_supported(graph: LayerGraph, *, model: nn.Module | None = None) -> None:
+def check_supported(graph: LayerGraph, *, model: nn.Module | None = None, kept: Sequence[str] = ()) -> None:
     """Raise :class:`UnsupportedModelError` for attention and permutations torch-pruning cannot track.
 
     Supported: convolutions, linear layers (on vectors or token sequences), norms, whole-axis
     permutes and ``nn.MultiheadAttention`` with one shared q/k/v width. Refused (one line naming the
     op): other attention ops and anything that shuffles channels (see the module docstring).
     Swin's window attention (a function call inside the module) is recognised when ``model``, the
-    traced model, is given.
+    traced model, is given. Ops inside the modules named in ``kept`` (whose layers keep their output
+    channels, such as YOLO's Detect head and its DFL) are not checked: nothing they permute is pruned.
     """
     fx_nodes = {node.name: node for node in graph.gm.graph.nodes}
+    owner = model if model is not None else graph.gm
+    inside_kept = {n for n in graph.order if any(_within(graph.nx.nodes[n]["module"], k) for k in kept)}
     for name in graph.order:
         attrs = graph.nx.nodes[name]
-        if attrs["kind"] != "attention":
+        if attrs["kind"] != "attention" or name in inside_kept:
             continue
-        module = _called_module(graph, attrs)
+        module = layer_module(attrs, owner)
         if isinstance(module, nn.MultiheadAttention) and module._qkv_same_embed_dim:
             continue
         if module is None and model is not None and attrs["module"]:
             if is_window_attention(model.get_submodule(attrs["module"])):
                 continue
-        what = type(module).__name__ if module is not None else str(attrs["target"]).rsplit(".", 1)[-1]
+        what = type(module).__name__ if module is not None else _op_name(attrs)
         where = f" in '{attrs['module']}'" if attrs["module"] else ""
         raise UnsupportedModelError(
             f"{graph.name} has an attention op splitprune cannot prune ({what} at node '{name}'{where}); "
@@ -121,9 +130,11 @@ def check_supported(graph: LayerGraph, *, model: nn.Module | None = None) -> Non
             "linear and conv layers"
         )
     for name in graph.order:
+        if name in inside_kept:
+            continue
         attrs = graph.nx.nodes[name]
-        module = _called_module(graph, attrs)
-        target = str(attrs["target"]).rsplit(".", 1)[-1]
+        module = layer_module(attrs, owner)
+        target = _op_name(attrs)
         reason = ""
         if isinstance(module, SHUFFLING_MODULES) or (module is None and target in SHUFFLING_TARGETS):
             reason = "shuffles channels"
@@ -139,14 +150,31 @@ def check_supported(graph: LayerGraph, *, model: nn.Module | None = None) -> Non
             )
 
 
-def _called_module(graph: LayerGraph, attrs: dict[str, Any]) -> nn.Module | None:
-    """The leaf module a node calls, or None for functions and methods."""
-    if not attrs["module"] or attrs["target"] != attrs["module"]:
+def layer_module(attrs: dict[str, Any], model: nn.Module) -> nn.Module | None:
+    """The leaf module whose forward a node is, or None for functions and methods.
+
+    fx graphs call leaf modules (the node's target is the module's name); ATen graphs (torch.export)
+    run a conv or linear module's one op inside it, so its innermost module is the layer.
+    """
+    name = attrs["module"]
+    if not name or (attrs["target"] != name and attrs["kind"] not in ("conv", "linear", "matmul")):
         return None
     try:
-        return graph.gm.get_submodule(attrs["module"])
+        module = model.get_submodule(name)
     except AttributeError:  # pragma: no cover - every module call names a submodule
         return None
+    if attrs["target"] == name or isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+        return module
+    return None
+
+
+def _op_name(attrs: dict[str, Any]) -> str:
+    """The op a function or method node runs: ``transpose.int`` (ATen) is ``transpose``."""
+    return str(attrs["target"]).split(".", 1)[0]
+
+
+def _within(module: str, owner: str) -> bool:
+    return module == owner or module.startswith(owner + ".")
 
 
 def _permutation(node: Any, rank: int) -> list[int] | None:
@@ -221,9 +249,14 @@ def _rolls_channels(node: Any) -> bool:
     return 1 in dims
 
 
-def output_layers(graph: LayerGraph) -> list[str]:
-    """Conv/linear modules whose outputs reach the model output without another conv/linear."""
+def output_layers(graph: LayerGraph, model: nn.Module | None = None) -> list[str]:
+    """Conv/linear modules whose outputs reach the model output without another conv/linear.
+
+    ``model`` is the traced model (needed for ATen graphs, whose ``gm`` holds no layer modules).
+    """
+    owner = model if model is not None else graph.gm
     found: list[str] = []
+    metadata_only = {n for n in graph.order if _op_name(graph.nx.nodes[n]) in METADATA_TARGETS}
     seen: set[str] = set()
     stack = list(graph.nx.predecessors(graph.output))
     while stack:
@@ -232,11 +265,12 @@ def output_layers(graph: LayerGraph) -> list[str]:
             continue
         seen.add(name)
         attrs = graph.nx.nodes[name]
-        if attrs["kind"] in ("conv", "linear", "matmul") and attrs["module"] == attrs["target"]:
+        if attrs["kind"] in ("conv", "linear", "matmul") and layer_module(attrs, owner) is not None:
             if attrs["module"] not in found:
                 found.append(attrs["module"])
             continue
-        stack.extend(graph.nx.predecessors(name))
+        if name not in metadata_only:  # YOLO's anchors read a feature map's shape, not its values
+            stack.extend(graph.nx.predecessors(name))
     return found
 
 

@@ -2,7 +2,8 @@
 
 A pruned file is a ``torch.save`` of plain data: the state dict, torch-pruning's pruning history
 (``[module name, out-channel pruning?, indices]`` per pruned group, replayed on a fresh instance of
-the original architecture), the input shapes and, when known, the model spec. It loads with
+the original architecture), the input shapes, the modules :func:`~.adapters.adapt` rewrote before
+pruning (applied again before the replay) and, when known, the model spec. It loads with
 ``torch.load(..., weights_only=True)``; no class surgery and no ``weights_only=False`` are needed.
 The per-layer energy report goes next to it as JSON (``<file>.json``, written by the CLI).
 """
@@ -19,6 +20,7 @@ from torch import nn
 
 from ..errors import SplitpruneError
 from ..files import write_atomic
+from .adapters import adapt
 from .groups import build_dependency, sync_widths
 
 __all__ = ["FORMAT", "PrunedFileError", "load_pruned", "save_pruned"]
@@ -37,6 +39,7 @@ def save_pruned(
     input_shapes: Sequence[Sequence[int]],
     *,
     model_spec: str | None = None,
+    rewritten: Sequence[str] = (),
 ) -> None:
     """Write ``model``'s weights and the history that rebuilds its shape to ``path`` (atomically).
 
@@ -47,11 +50,13 @@ def save_pruned(
         input_shapes: Shapes of the example inputs used for pruning (the replay traces with them).
         model_spec: ``torchvision:NAME`` or another :func:`splitprune.models.load_model` spec; lets
             :func:`load_pruned` rebuild the original architecture by itself.
+        rewritten: ``PruneResult.rewritten``: the modules rewritten before pruning.
     """
     document = {
         "format": FORMAT,
         "model_spec": model_spec,
         "input_shapes": [list(map(int, s)) for s in input_shapes],
+        "rewritten": [str(name) for name in rewritten],
         "pruning_history": [[str(m), bool(o), [int(i) for i in idx]] for m, o, idx in pruning_history],
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
@@ -94,6 +99,14 @@ def load_pruned(path: str | Path, model: nn.Module | None = None) -> nn.Module:
 
         model = load_model(spec, device="cpu").module
     inputs = tuple(torch.zeros(shape) for shape in document["input_shapes"])
+    expected = tuple(document.get("rewritten", ()))
+    if expected:
+        done = adapt(model).rewritten
+        if done != expected:
+            raise PrunedFileError(
+                f"{path} was pruned after rewriting {len(expected)} modules, but this architecture has "
+                f"{len(done)} to rewrite; pass the architecture it was pruned from"
+            )
     try:
         dg = build_dependency(model, inputs)
         dg.load_pruning_history([list(entry) for entry in document["pruning_history"]])

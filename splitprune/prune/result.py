@@ -78,6 +78,8 @@ class PruneResult:
         elapsed_s: Wall time of the pruning loop, seconds.
         layers: Per-layer rows.
         notes: Warnings for people (e.g. a final step that had to leave the tile grid).
+        rewritten: Modules replaced by prunable equivalents before pruning (:mod:`.adapters`); a
+            reload applies the same rewrites before replaying the history.
     """
 
     model: nn.Module = field(repr=False, compare=False)
@@ -108,6 +110,7 @@ class PruneResult:
     elapsed_s: float
     layers: tuple[LayerRow, ...] = field(repr=False)
     notes: tuple[str, ...] = ()
+    rewritten: tuple[str, ...] = ()
 
     @property
     def after(self) -> float:

@@ -82,7 +82,9 @@ class Cut:
         cut_id: Short hash of the device nodes (what messages name).
         kind: ``all_local``, ``full_offload`` or ``split``.
         device_nodes: Nodes on the device.
-        crossing: Tensors the head returns, in order (``("output",)`` when all local).
+        crossing: Tensors the head returns, in order (``("output",)`` when all local): the nodes of
+            :func:`splitprune.export.split_modules`, which may differ from the solver's cut where a
+            tuple's elements or constants cross.
         codecs: The codec of each crossing tensor (input wire for graph inputs, wire otherwise).
         ranges_bps: The rate ranges ``(low, high)`` the policy gives this cut, bit/s.
         sent_bytes: Bytes the split model puts on the wire.
@@ -162,8 +164,8 @@ class SplitModel:
         self.options = SplitOptions(objective=settings.objective, alpha=settings.alpha)
         low, high = settings.rate_range_bps
         self.policy = bandwidth_policy(SplitSolver(self.problem), self.link, low, high, options=self.options)
-        self.cuts = self._cuts(extra_placements)
         self._parts: dict[str, SplitModules] = {}
+        self.cuts = self._cuts(extra_placements)
 
     def _cuts(self, extra: tuple[tuple[str, ...], ...]) -> tuple[Cut, ...]:
         p = self.problem
@@ -191,7 +193,10 @@ class SplitModel:
             sent = p.sent(mask)
             kind = "all_local" if mask.all() else (
                 "full_offload" if int(mask.sum()) == len(p.inputs) else "split")
-            crossing = ("output",) if kind == "all_local" else tuple(p.names[u] for u in np.flatnonzero(sent))
+            # what the head returns: the cut's tensors, with a tuple's elements taken on the device
+            # and tensors built from constants left to the tail (splitprune.export.split_modules)
+            parts = self._parts[cut_id(nodes)] = split_modules(self.graph.gm, nodes)
+            crossing = parts.crossing
             inputs = {p.names[i] for i in p.inputs}
             codecs = tuple(self.settings.input_wire if c in inputs else self.settings.wire for c in crossing)
             cuts.append(Cut(cut_id(nodes), kind, nodes, crossing, codecs, tuple(spans),

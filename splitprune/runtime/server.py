@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils._pytree import tree_leaves
 
 from ..errors import SplitpruneError
 from .cuts import Cut, SplitModel
@@ -64,11 +65,10 @@ def check_listen_address(address: str, *, allow_remote: bool, encrypted: bool = 
 
 
 def as_tuple(value: Any) -> tuple[torch.Tensor, ...]:
-    """A model output as a tuple of tensors."""
-    if isinstance(value, torch.Tensor):
-        return (value,)
-    if isinstance(value, (tuple, list)) and all(isinstance(v, torch.Tensor) for v in value):
-        return tuple(value)
+    """A model output as a tuple of tensors: nested outputs (YOLO's tensor and dict) in pytree leaf order."""
+    leaves = tree_leaves(value)
+    if leaves and all(isinstance(v, torch.Tensor) for v in leaves):
+        return tuple(leaves)
     raise SplitpruneError(f"the model returns {type(value).__name__}; the runtime needs tensors")
 
 
