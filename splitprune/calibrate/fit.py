@@ -284,9 +284,10 @@ def _relative_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 RIDGE = 1e-12
 """Weight of the tie-break in the latency fit: each coefficient's squared log-distance from its
-data-derived start costs ``RIDGE`` (a factor of e costs what a 0.1 % error on one layer does). It
-settles coefficients the layers barely inform (a slope no layer is bound by) and leaves the rest
-within about 1e-6 of the unregularised optimum."""
+data-derived start costs ``RIDGE`` (a factor of e costs what a 1e-6 log-error on one layer does). It
+settles coefficients the layers barely inform (a launch floor or slope no measured layer is bound by)
+and moves the others by far less than 1e-6 of themselves; a heavier weight (1e-6) held unbound floors
+near their start and cost cross-validated accuracy."""
 
 
 def _smooth_max_and_weights(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
