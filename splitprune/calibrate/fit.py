@@ -354,17 +354,18 @@ def _newton_polish(
     jacobian: Callable[[np.ndarray], np.ndarray],
     v: np.ndarray,
     *,
-    iterations: int = 12,
-    step_tol: float = 1e-13,
+    iterations: int = 60,
+    max_step: float = 1.0,
 ) -> np.ndarray:
     """Newton's method on the gradient ``J^T r``, from a point ``v`` a trust-region solver reached.
 
     A solver that accepts steps by comparing costs stops wherever the cost is flat to its last bits,
     which in a weakly informed direction is far from the minimum and differs between CPUs. Newton's
     method on the exact gradient needs no cost comparison and lands on the same minimum to about
-    1e-13. The Hessian is the forward difference of the gradient (its error slows the steps, it
-    does not move the point they converge to); where it is not positive definite
-    or the steps do not shrink, ``v`` is returned unchanged.
+    1e-12. The Hessian is the forward difference of the gradient (its error slows the steps, it does
+    not move the point they converge to); a step is cut to ``max_step`` (in log-coefficients) where
+    the quadratic model reaches too far. Where the Hessian is not positive definite, the steps do not
+    converge, or the end is no better than ``v``, ``v`` is returned unchanged.
     """
 
     def gradient(u: np.ndarray) -> np.ndarray:
@@ -381,12 +382,18 @@ def _newton_polish(
             return v
         step = -np.linalg.solve(factor.T, np.linalg.solve(factor, here))
         size = float(np.max(np.abs(step)))
-        if not np.isfinite(size) or size > min(1.0, last):
+        if not np.isfinite(size):
             return v
-        current, last = current + step, size
-        if size < step_tol:
+        if size > max_step:
+            step, size = step * (max_step / size), max_step
+        current = current + step
+        if size < 1e-12 or (size < 1e-10 and size >= last):  # converged, or at the float-noise floor
             break
-    return current if last < 1e-8 else v
+        last = size
+    else:
+        return v
+    cost, start_cost = float(np.sum(residual(current) ** 2)), float(np.sum(residual(v) ** 2))
+    return current if cost <= start_cost * (1.0 + 1e-9) else v
 
 
 def _solve_latency(
