@@ -9,6 +9,8 @@ reads it.
   :class:`NullSensor` (time only), :func:`detect_sensor` / :func:`make_sensor`.
 - :mod:`measure.sampler`: power sampling in a child process (or a thread), immune to a busy main thread.
 - :mod:`measure.ina3221`: Jetson INA3221 monitors read from sysfs (hwmon and iio layouts).
+- :mod:`measure.rails`: per-board table of which rails make a Jetson module's total (one input rail or
+  a sum) and which carry its GPU, CPU and SoC, matched by label.
 - :mod:`measure.jtop_sensor`: the jetson-stats client. :mod:`measure.nvml`: NVIDIA GPUs through NVML.
 - :mod:`measure.window`: window maths (span integrals, counter ticks, update period, window plan).
 - :mod:`measure.idle`: idle power read once it has settled.
@@ -44,6 +46,9 @@ if TYPE_CHECKING:
     from .networks import NetworkOptions as NetworkOptions
     from .networks import run_networks as run_networks
     from .nvml import NvmlSensor as NvmlSensor
+    from .rails import RAIL_LAYOUTS as RAIL_LAYOUTS
+    from .rails import RailLayout as RailLayout
+    from .rails import match_layout as match_layout
     from .sensors import Measurement as Measurement
     from .sensors import NullSensor as NullSensor
     from .sensors import PowerSensor as PowerSensor
@@ -63,6 +68,9 @@ _EXPORTS = {
     "NetworkOptions": "networks",
     "run_networks": "networks",
     "NvmlSensor": "nvml",
+    "RAIL_LAYOUTS": "rails",
+    "RailLayout": "rails",
+    "match_layout": "rails",
     "Measurement": "sensors",
     "NullSensor": "sensors",
     "PowerSensor": "sensors",

@@ -7,8 +7,10 @@ Two layouts exist, both found under ``<sysfs_root>/bus/i2c/devices/*`` or
   ``currN_input`` (current, mA); power = voltage x current.
 - iio (JetPack 4): ``iio:deviceM/rail_name_N`` and ``in_powerN_input`` (power, mW).
 
-Rails are chosen by label, never by index: the module total is ``VDD_IN`` (Xavier, Orin, TX2) or
-``POM_5V_IN`` (Nano); rails whose label mentions GPU or CPU are read too when present.
+Rails are chosen by label, never by index, from the per-board table in :mod:`measure.rails`: the
+module total is one input rail (``VDD_IN`` on TX2, Xavier NX, Orin NX and Orin Nano; ``POM_5V_IN`` on
+Nano) or the sum of the rails (AGX Xavier, AGX Orin), and the GPU, CPU and SoC rails are read too.
+Every measurement records which rails it summed.
 """
 
 from __future__ import annotations
@@ -18,12 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SensorError
+from .rails import TOTAL_RAIL_LABELS, RailLayout, match_layout
 from .sampler import Reading
 from .sensors import Clock, SampledSensor
 
 __all__ = ["TOTAL_RAIL_LABELS", "Ina3221Reader", "Ina3221Sensor", "Rail", "discover_rails"]
-
-TOTAL_RAIL_LABELS = ("VDD_IN", "POM_5V_IN")
 
 _HWMON_GLOBS = ("bus/i2c/devices/*/hwmon/hwmon*", "bus/i2c/drivers/ina3221*/*/hwmon/hwmon*")
 _IIO_GLOBS = ("bus/i2c/devices/*/iio:device*", "bus/i2c/drivers/ina3221*/*/iio:device*")
@@ -150,13 +151,14 @@ class Ina3221Sensor(SampledSensor):
         Args:
             sysfs_root: Directory standing for ``/sys``.
             interval_s: Time between samples in seconds (the monitors update about every 1-10 ms).
-            main_rail: Label of the rail whose energy is reported; default the module total
-                (``VDD_IN`` or ``POM_5V_IN``).
+            main_rail: Label of the one rail whose energy is reported; default the module total of
+                the board's layout in :data:`measure.rails.RAIL_LAYOUTS` (one rail or a sum).
             clock: Monotonic clock in seconds (injectable for tests; implies the thread sampler).
             sampler: ``process``, ``thread`` or ``auto`` (see :class:`~measure.sensors.SampledSensor`).
 
         Raises:
-            SensorError: No INA3221 rail is found, or the main rail is missing or unreadable.
+            SensorError: No INA3221 rail is found, no known layout fits the rails and no main rail is
+                given, or the main rail is missing or unreadable.
         """
         super().__init__(interval_s=interval_s, clock=clock, sampler=sampler)
         sysfs_root = Path(sysfs_root)
@@ -166,22 +168,36 @@ class Ina3221Sensor(SampledSensor):
                 f"no INA3221 power monitor under {sysfs_root}/bus/i2c; "
                 "on a Jetson check the path, else use --sensor jtop, nvml or none"
             )
-        if main_rail is None:
-            main_rail = next((label for label in TOTAL_RAIL_LABELS if label in found), None)
-        if main_rail is None or main_rail not in found:
-            labels = ", ".join(sorted(found))
-            wanted = main_rail or " or ".join(TOTAL_RAIL_LABELS)
-            raise SensorError(f"INA3221 rail {wanted} not found (rails: {labels}); pass main_rail=")
-        self.main_rail = main_rail
-        extra = [label for label in found if label != main_rail and _is_cpu_or_gpu(label)]
-        self._rails = {label: found[label] for label in [main_rail, *extra]}
+        labels = ", ".join(sorted(found))
+        if main_rail is not None:
+            if main_rail not in found:
+                raise SensorError(f"INA3221 rail {main_rail} not found (rails: {labels}); pass main_rail=")
+            layout: RailLayout | None = RailLayout(
+                f"main_rail={main_rail}", total=(main_rail,), source="chosen by the caller"
+            )
+        else:
+            layout = match_layout(found)
+        if layout is None:
+            known = " or ".join(TOTAL_RAIL_LABELS)
+            raise SensorError(
+                f"no known Jetson rail layout fits these INA3221 rails (rails: {labels}): no {known}, nor "
+                "the rails an AGX Xavier or AGX Orin sums; pass main_rail="
+            )
+        self.layout = layout
+        self.total_rails = layout.total
+        self.main_rail = "+".join(layout.total)
+        self._rails = {label: found[label] for label in layout.rails_to_read(found)}
         try:
             self.read_power_w()
         except (OSError, ValueError) as exc:
             raise SensorError(f"cannot read INA3221 rail files ({exc}); run as a user who can") from None
 
+    def describe(self) -> dict[str, str]:
+        """Facts for the run header, with the board layout the rails matched."""
+        return {**super().describe(), "sensor_rail_layout": self.layout.name}
+
     def rails(self) -> list[str]:
-        """Labels of the rails read, module total first."""
+        """Labels of the rails read, the module total's first."""
         return list(self._rails)
 
     def read_power_w(self) -> dict[str, float]:
@@ -191,8 +207,3 @@ class Ina3221Sensor(SampledSensor):
     def reader(self) -> Ina3221Reader:
         """The rails as a picklable reader for the sampling process."""
         return Ina3221Reader(tuple(self._rails.values()))
-
-
-def _is_cpu_or_gpu(label: str) -> bool:
-    upper = label.upper()
-    return "GPU" in upper or "CPU" in upper

@@ -1,8 +1,13 @@
 """Power from the jetson-stats (``jtop``) client.
 
 The jtop service must be running on the board (``sudo systemctl restart jtop.service``). We read the
-instantaneous ``power`` field of every rail (``power["tot"]`` for the module total) and integrate our
-own timestamped samples; jtop's ``avg`` field (a running ``(new + old) / 2``) is never used.
+instantaneous ``power`` field of every rail and integrate our own timestamped samples; jtop's ``avg``
+field (a running ``(new + old) / 2``) is never used.
+
+The module total follows the same per-board table as the INA3221 sensor (:mod:`measure.rails`), by
+label: where jtop names its ``tot`` (``VDD_IN``, ``POM_5V_IN``: it took that rail out of the list) we
+read it; on an AGX board jtop's unnamed ``tot`` is the sum of every rail and power supply it found, so
+we sum the layout's rails ourselves instead. Only a board no layout fits falls back to jtop's ``tot``.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SensorError
+from .rails import RailLayout, match_layout
 from .sampler import Reading
 from .sensors import Clock, SampledSensor
 
@@ -36,9 +42,11 @@ def _start_client(interval_s: float) -> Any:
     return client
 
 
-def _read_rails(power: dict[str, Any], main_rail: str, extra: tuple[str, ...]) -> dict[str, float]:
-    reading = {main_rail: float(power["tot"]["power"]) / 1e3}
-    for label in extra:
+def _read_rails(
+    power: dict[str, Any], main_rail: str, from_tot: bool, rails: tuple[str, ...]
+) -> dict[str, float]:
+    reading = {main_rail: float(power["tot"]["power"]) / 1e3} if from_tot else {}
+    for label in rails:
         reading[label] = float(power["rail"][label]["power"]) / 1e3
     return reading
 
@@ -50,19 +58,22 @@ class JtopReader:
     Attributes:
         interval_s: jtop update interval requested, in seconds.
         main_rail: Label of the module total.
-        extra: Labels of the CPU and GPU rails read too.
+        from_tot: Whether the total is jtop's ``tot`` (else the sum of ``rails``' total rails).
+        rails: Labels of the rails read from jtop's ``rail`` list.
     """
 
     interval_s: float
     main_rail: str
-    extra: tuple[str, ...]
+    from_tot: bool
+    rails: tuple[str, ...]
     _client: Any = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
         return {
             "interval_s": self.interval_s,
             "main_rail": self.main_rail,
-            "extra": self.extra,
+            "from_tot": self.from_tot,
+            "rails": self.rails,
             "_client": None,
         }
 
@@ -72,7 +83,7 @@ class JtopReader:
 
     def read(self) -> Reading:
         """Every rail's instantaneous power (label -> W) from the client's latest update; no counter."""
-        return _read_rails(self._client.power, self.main_rail, self.extra), None
+        return _read_rails(self._client.power, self.main_rail, self.from_tot, self.rails), None
 
     def close(self) -> None:
         """Close the client."""
@@ -114,27 +125,41 @@ class JtopSensor(SampledSensor):
         if not isinstance(power, dict) or "tot" not in power:
             self.close()
             raise SensorError("jtop reports no total power ('tot'); update jetson-stats to 4.2 or later")
-        self.main_rail = str(power["tot"].get("name") or "total")
-        rails = power.get("rail", {})
-        self._extra = [
-            label
-            for label in rails
-            if label != self.main_rail and ("GPU" in label.upper() or "CPU" in label.upper())
-        ]
+        rails = dict(power.get("rail", {}))
+        named = power["tot"].get("name")
+        layout = match_layout({*rails, named} if named else rails)
+        if named:  # jtop took the module-input rail out of its list and reports it as tot
+            self._from_tot, self.main_rail = True, str(named)
+            parts = layout.rails_to_read(rails) if layout else []
+            self._parts = tuple(label for label in parts if label in rails and label != named)
+        elif layout is not None:  # an AGX board: the sum of the layout's rails, never jtop's sum of all
+            self._from_tot, self.main_rail = False, "+".join(layout.total)
+            self.total_rails = layout.total
+            self._parts = tuple(layout.rails_to_read(rails))
+        else:
+            self._from_tot, self.main_rail = True, "total"
+            self._parts = tuple(label for label in rails if "GPU" in label.upper() or "CPU" in label.upper())
+        self.layout = layout or RailLayout(
+            "unknown board: jetson-stats' total", total=(self.main_rail,), source="jtop power['tot']"
+        )
 
     def rails(self) -> list[str]:
-        """Labels of the rails read, module total first."""
-        return [self.main_rail, *self._extra]
+        """Labels of the rails read, the module total's first."""
+        return [self.main_rail, *self._parts] if self._from_tot else list(self._parts)
+
+    def describe(self) -> dict[str, str]:
+        """Facts for the run header, with the board layout the rails matched."""
+        return {**super().describe(), "sensor_rail_layout": self.layout.name}
 
     def read_power_w(self) -> dict[str, float]:
         """Read the instantaneous power of every rail (label -> W) from the client's latest update."""
-        return _read_rails(self._client.power, self.main_rail, tuple(self._extra))
+        return _read_rails(self._client.power, self.main_rail, self._from_tot, self._parts)
 
     def reader(self) -> JtopReader | None:
         """A reader that starts its own client in the sampling process (None for a client passed in)."""
         if not self._owns_client:
             return None
-        return JtopReader(self.interval_s, self.main_rail, tuple(self._extra))
+        return JtopReader(self.interval_s, self.main_rail, self._from_tot, self._parts)
 
     def close(self) -> None:
         """Stop sampling and close the client if this sensor started it."""

@@ -59,6 +59,8 @@ class Measurement:
         rail_energy_j: Energy in joules of every rail the sensor read (label -> J), main rail included.
         sample_rate_hz: Readings per second the sampler achieved inside the span (nan without readings).
         ticks: Energy-counter ticks inside the span (0 without a counter).
+        total_rails: The rails whose energies ``energy_j`` sums: the module input alone where a board
+            has one (``VDD_IN``), every rail of an AGX module, the GPU for NVML (empty: time only).
     """
 
     energy_j: float | None
@@ -68,6 +70,7 @@ class Measurement:
     rail_energy_j: dict[str, float] = field(default_factory=dict)
     sample_rate_hz: float = math.nan
     ticks: int = 0
+    total_rails: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON."""
@@ -177,12 +180,15 @@ class NullSensor(PowerSensor):
 class SampledSensor(PowerSensor):
     """Base of sensors that read power (and maybe an energy counter) with a sampler.
 
-    Subclasses implement :meth:`read_power_w` and set :attr:`main_rail`; sensors with an energy counter
-    set :attr:`has_counter` and implement :meth:`read_counter_j`; sensors that can be read from another
-    process return a picklable :class:`~measure.sampler.Reader` from :meth:`reader`.
+    Subclasses implement :meth:`read_power_w` and set :attr:`main_rail` (and :attr:`total_rails` where
+    the main figure is a sum of rails); sensors with an energy counter set :attr:`has_counter` and
+    implement :meth:`read_counter_j`; sensors that can be read from another process return a picklable
+    :class:`~measure.sampler.Reader` from :meth:`reader`.
     """
 
     main_rail: str = ""
+    total_rails: tuple[str, ...] = ()
+    """Rails whose sum is the main figure (empty: :attr:`main_rail` alone)."""
 
     def __init__(self, *, interval_s: float, clock: Clock | None = None, sampler: str = "auto") -> None:
         """Set up sampling.
@@ -220,6 +226,13 @@ class SampledSensor(PowerSensor):
         """Labels of the rails this sensor reads, main rail first."""
         return [self.main_rail]
 
+    def summed_rails(self) -> tuple[str, ...]:
+        """The rails whose sum is the main figure (:attr:`total_rails`, else the main rail alone)."""
+        return self.total_rails or (self.main_rail,)
+
+    def _total_w(self, powers_w: dict[str, float]) -> float:
+        return math.fsum(powers_w.get(rail, math.nan) for rail in self.summed_rails())
+
     @property
     def sampler_kind(self) -> str:
         """``process`` or ``thread``: where readings are taken."""
@@ -232,6 +245,7 @@ class SampledSensor(PowerSensor):
         info = super().describe()
         info["sensor_rails"] = ",".join(self.rails())
         info["sensor_main_rail"] = self.main_rail
+        info["sensor_total_rails"] = ",".join(self.summed_rails())
         info["sensor_sampler"] = self.sampler_kind
         info["sensor_has_energy_counter"] = str(self.has_counter).lower()
         return info
@@ -284,7 +298,8 @@ class SampledSensor(PowerSensor):
                 rail: integrate_span(times_s, [p.get(rail, math.nan) for p in samples.powers_w], t0_s, t1_s)
                 for rail in samples.powers_w[0]
             }
-            energy_j = rail_energy_j.get(self.main_rail, math.nan) if duration_s > 0 else math.nan
+            total_j = math.fsum(rail_energy_j.get(rail, math.nan) for rail in self.summed_rails())
+            energy_j = total_j if duration_s > 0 else math.nan
         mean_power_w = energy_j / duration_s if duration_s > 0 else math.nan
         return Measurement(
             energy_j=energy_j,
@@ -294,6 +309,7 @@ class SampledSensor(PowerSensor):
             rail_energy_j=rail_energy_j,
             sample_rate_hz=rate_hz,
             ticks=ticks,
+            total_rails=(self.main_rail,) if self.has_counter else self.summed_rails(),
         )
 
     def probe(self, duration_s: float) -> Probe:
@@ -306,7 +322,7 @@ class SampledSensor(PowerSensor):
             values = [math.nan if c is None else c for c in samples.counters_j]
             source = "energy counter"
         else:
-            values = [p.get(self.main_rail, math.nan) for p in samples.powers_w]
+            values = [self._total_w(p) for p in samples.powers_w]
             source = "power"
         changes = sum(values[i] != values[i - 1] for i in range(1, len(values)))
         period_s = update_period_s(times_s, values)

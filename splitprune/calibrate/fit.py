@@ -8,6 +8,12 @@ and per-op terms, fitted by exact non-negative least squares on relative residua
 is tried). For each table the kernel granularity ``g`` is chosen by k-fold cross-validated MAPE
 (``g = 1``, no tiling, is a candidate). Quality figures are cross-validated unless named ``train_``.
 
+Fits do not depend on float noise (fresh clones run on AMD and Intel CPUs): the latency fit has an exact
+Jacobian, a smooth roofline, a tie-break (:data:`RIDGE`) for coefficients no layer informs and a Newton
+polish that needs no comparison of nearly equal losses; choices (granularity, active set) count
+scores within 1e-9 of each other as ties and keep the smaller candidate. Nudging every measurement
+by 1e-12 moves no coefficient by more than about 1e-9 (``tests/splitprune/test_calibrate_h100.py``).
+
 Kinds a sweep did not measure borrow a related kind's coefficient (:data:`FLOOR_FALLBACK`, GEMMs the
 conv slope); :attr:`FitResult.fallbacks` names each borrowing so the caller can warn.
 """
@@ -15,7 +21,7 @@ conv slope); :attr:`FitResult.fallbacks` names each borrowing so the caller can 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -272,7 +278,7 @@ def _relative_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
             if (theta < 0).any():
                 continue
             loss = float(np.sum((a[:, cols] @ theta - 1.0) ** 2))
-            if loss < best_loss - 1e-12:
+            if loss < best_loss * (1.0 - 1e-12):  # a tie keeps the smaller active set
                 best = np.zeros(x.shape[1])
                 best[list(cols)] = theta
                 best_loss = loss
@@ -282,30 +288,118 @@ def _relative_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 # -- latency -------------------------------------------------------------------------------------
 
 
+RIDGE = 1e-12
+"""Weight of the tie-break in the latency fit: each coefficient's squared log-distance from its
+data-derived start costs ``RIDGE`` (a factor of e costs what a 1e-6 log-error on one layer does). It
+settles coefficients the layers barely inform (a launch floor or slope no measured layer is bound by)
+and moves the others by far less than 1e-6 of themselves; a heavier weight (1e-6) held unbound floors
+near their start and cost cross-validated accuracy."""
+
+
+def _smooth_max_and_weights(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``smoothmax(a, b)`` (see :data:`splitprune.board.SMOOTH_MAX_EXPONENT`) and its derivatives."""
+    from ..board import SMOOTH_MAX_EXPONENT
+
+    p = SMOOTH_MAX_EXPONENT
+    top = np.maximum(np.maximum(a, b), 1e-300)
+    out = top * ((a / top) ** p + (b / top) ** p) ** (1.0 / p)
+    return out, (a / out) ** (p - 1.0), (b / out) ** (p - 1.0)
+
+
 @dataclass(frozen=True)
 class _LatencyForm:
-    """The latency model's parameter layout for one data set: slopes, static, then one floor per kind."""
+    """The latency model's parameter layout for one data set: slopes, static, then one floor per kind.
+
+    The fit smooths the roofline's ``max(compute, memory)`` with the smooth maximum the model already
+    uses between the launch floor and the GPU time: with the hard maximum the loss has a kink wherever
+    a layer's compute and memory times cross, and a solver stops at whichever kink float noise leads it
+    to. Predictions and every quality figure use the model itself (:meth:`LayerData.predict`).
+    """
 
     floor_kinds: tuple[str, ...]
     overlap: bool = True
     outputs: np.ndarray | None = None  # per-row padded outputs (conv, gemm): theta's last entry is k0
 
     def predict(self, theta: np.ndarray, x: np.ndarray, kinds: Sequence[str]) -> np.ndarray:
-        from ..board import SMOOTH_MAX_EXPONENT
+        """Every row's fitted time under ``theta``."""
+        return self.predict_and_gradient(theta, x, kinds)[0]
 
+    def predict_and_gradient(
+        self, theta: np.ndarray, x: np.ndarray, kinds: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's fitted time and its exact derivative by each entry of ``theta``."""
+        n, width = len(x), len(theta)
         compute = x[:, :3] @ theta[:3]
+        d_compute = np.zeros((n, width))
+        d_compute[:, :3] = x[:, :3]
         if self.outputs is not None:
             compute = compute + theta[-1] * (self.outputs[:, 0] * theta[0] + self.outputs[:, 1] * theta[2])
-        gpu = np.maximum(compute, x[:, 3] * theta[3]) + theta[4]
+            d_compute[:, 0] += theta[-1] * self.outputs[:, 0]
+            d_compute[:, 2] += theta[-1] * self.outputs[:, 1]
+            d_compute[:, -1] = self.outputs[:, 0] * theta[0] + self.outputs[:, 1] * theta[2]
+        d_memory = np.zeros((n, width))
+        d_memory[:, 3] = x[:, 3]
+        roofline, w_compute, w_memory = _smooth_max_and_weights(compute, x[:, 3] * theta[3])
+        gpu = roofline + theta[4]
+        d_gpu = w_compute[:, None] * d_compute + w_memory[:, None] * d_memory
+        d_gpu[:, 4] = 1.0
         if not self.floor_kinds:
-            return gpu
-        floors = dict(zip(self.floor_kinds, theta[5 : 5 + len(self.floor_kinds)], strict=True))
-        cpu = np.array([floors[k] for k in kinds])
+            return gpu, d_gpu
+        column = np.array([5 + self.floor_kinds.index(k) for k in kinds])
+        cpu = theta[column]
+        d_cpu = np.zeros((n, width))
+        d_cpu[np.arange(n), column] = 1.0
         if not self.overlap:
-            return cpu + gpu
-        top = np.maximum(np.maximum(cpu, gpu), 1e-30)
-        p = SMOOTH_MAX_EXPONENT
-        return top * ((cpu / top) ** p + (gpu / top) ** p) ** (1.0 / p)
+            return cpu + gpu, d_cpu + d_gpu
+        pred, w_cpu, w_gpu = _smooth_max_and_weights(cpu, gpu)
+        return pred, w_cpu[:, None] * d_cpu + w_gpu[:, None] * d_gpu
+
+
+def _newton_polish(
+    residual: Callable[[np.ndarray], np.ndarray],
+    jacobian: Callable[[np.ndarray], np.ndarray],
+    v: np.ndarray,
+    *,
+    iterations: int = 60,
+    max_step: float = 1.0,
+) -> np.ndarray:
+    """Newton's method on the gradient ``J^T r``, from a point ``v`` a trust-region solver reached.
+
+    A solver that accepts steps by comparing costs stops wherever the cost is flat to its last bits,
+    which in a weakly informed direction is far from the minimum and differs between CPUs. Newton's
+    method on the exact gradient needs no cost comparison and lands on the same minimum to about
+    1e-12. The Hessian is the forward difference of the gradient (its error slows the steps, it does
+    not move the point they converge to); a step is cut to ``max_step`` (in log-coefficients) where
+    the quadratic model reaches too far. Where the Hessian is not positive definite, the steps do not
+    converge, or the end is no better than ``v``, ``v`` is returned unchanged.
+    """
+
+    def gradient(u: np.ndarray) -> np.ndarray:
+        return jacobian(u).T @ residual(u)
+
+    h = 1e-7
+    current, last = v, np.inf
+    for _ in range(iterations):
+        here = gradient(current)
+        hess = np.column_stack([(gradient(current + h * e) - here) / h for e in np.eye(len(v))])
+        try:
+            factor = np.linalg.cholesky((hess + hess.T) / 2)
+        except np.linalg.LinAlgError:
+            return v
+        step = -np.linalg.solve(factor.T, np.linalg.solve(factor, here))
+        size = float(np.max(np.abs(step)))
+        if not np.isfinite(size):
+            return v
+        if size > max_step:
+            step, size = step * (max_step / size), max_step
+        current = current + step
+        if size < 1e-12 or (size < 1e-10 and size >= last):  # converged, or at the float-noise floor
+            break
+        last = size
+    else:
+        return v
+    cost, start_cost = float(np.sum(residual(current) ** 2)), float(np.sum(residual(v) ** 2))
+    return current if cost <= start_cost * (1.0 + 1e-9) else v
 
 
 def _solve_latency(
@@ -340,11 +434,20 @@ def _solve_latency(
         start[-1] = 256.0
         used = np.append(used, True)
 
-    def residual(u: np.ndarray) -> np.ndarray:
-        return np.log(form.predict(np.where(used, u * start, 0.0), x, data.kinds) / y)
+    scale = np.where(used, start, 0.0)
+    ridge = np.sqrt(RIDGE) * np.eye(len(start))
 
-    solution = least_squares(residual, np.ones_like(start), bounds=(0.0, np.inf), x_scale=1.0)
-    theta = np.where(used, solution.x * start, 0.0)
+    # theta = exp(v) * start: v = 0 is the start, every coefficient stays positive
+    def residual(v: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.log(form.predict(np.exp(v) * scale, x, data.kinds) / y), ridge @ v])
+
+    def jacobian(v: np.ndarray) -> np.ndarray:
+        theta = np.exp(v) * scale
+        pred, grad = form.predict_and_gradient(theta, x, data.kinds)
+        return np.vstack([grad * theta / pred[:, None], ridge])
+
+    solution = least_squares(residual, np.zeros_like(start), jac=jacobian, method="trf", x_scale=1.0)
+    theta = np.exp(_newton_polish(residual, jacobian, solution.x)) * scale
     return theta if fit_overhead == (outputs is not None) else np.append(theta, 0.0)
 
 
@@ -405,6 +508,12 @@ def _fill_floors(floors: dict[str, float], measured: set[str]) -> dict[str, str]
     return borrowed
 
 
+def _best_granularity(scores: dict[int, tuple[float, np.ndarray]]) -> int:
+    """The granularity of lowest cross-validated MAPE; MAPEs within 1e-9 of it tie, the smallest wins."""
+    low = min(score for score, _ in scores.values())
+    return min(g for g, (score, _) in scores.items() if score <= low * (1.0 + 1e-9))
+
+
 def _folds(n: int, folds: int, seed: int) -> tuple[np.ndarray, int]:
     folds = max(2, min(folds, n))
     return np.random.default_rng(seed).permutation(n) % folds, folds
@@ -450,7 +559,7 @@ def fit_latency(
             model = _complete(theta, g, train, with_floors, overlap, tiles)[0]
             pred[fold_of == f] = test.predict(model)
         scores[g] = (float(np.mean(np.abs(pred / data.latency_s - 1.0))), pred)
-    best_g = min(scores, key=lambda g: (scores[g][0], g))
+    best_g = _best_granularity(scores)
     theta = _solve_latency(data, best_g, with_floors, overlap, tiles, fit_overhead)
     model, fallbacks = _complete(theta, best_g, data, with_floors, overlap, tiles)
     if "gemm" not in groups:
@@ -531,7 +640,7 @@ def fit_energy(
             test = fold_of == f
             pred[test] = _predict(coupled(_relative_nnls(x[~test], y[~test]), g), data.subset(test))
         scores[g] = (float(np.mean(np.abs(pred / y - 1.0))), pred)
-    best_g = min(scores, key=lambda g: (scores[g][0], g))
+    best_g = _best_granularity(scores)
     model = coupled(_relative_nnls(_energy_design(data, best_g, with_static_power, tiles), y), best_g)
     fallbacks = {}
     if "gemm" not in groups:

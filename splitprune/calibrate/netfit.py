@@ -242,7 +242,11 @@ def _fit_latency(
         coef = {**prior, **dict(zip(free, np.exp(logs), strict=True))}
         return np.array([np.log(predict_latency(f, coef) / f.row.latency_s) for f in features])
 
-    result = least_squares(residuals, start, bounds=(start - 7.0, start + 7.0), method="trf")
+    # tolerances at float precision and a central-difference Jacobian: with the defaults (1e-8, forward
+    # differences) the fit stopped wherever float noise put it, up to 7e-7 of a coefficient apart
+    # (nano's enqueue) when each row moved by 1e-12; now 3e-10
+    tight = {"ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15, "jac": "3-point"}
+    result = least_squares(residuals, start, bounds=(start - 7.0, start + 7.0), method="trf", **tight)
     fitted = {**prior, **dict(zip(free, np.exp(result.x), strict=True))}
     return {k: fitted[k] for k in FREE_ORDER}
 

@@ -116,3 +116,54 @@ class CounterReader:
 
     def close(self) -> None:
         pass
+
+
+BOARD_TREES: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
+    # board -> (sysfs layout, I2C device -> its three channel labels), as NVIDIA's Jetson Linux Developer
+    # Guide ("Platform Power and Performance", power monitor tables) lists them for each module
+    "agx-orin": ("hwmon", {"1-0040": ("VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0"),
+                           "1-0041": ("NC", "VDDQ_VDD2_1V8AO", "NC")}),
+    "agx-xavier": ("hwmon", {"1-0040": ("GPU", "CPU", "SOC"), "1-0041": ("CV", "VDDRQ", "SYS5V")}),
+    "agx-xavier-jp4": ("iio", {"1-0040": ("GPU", "CPU", "SOC"), "1-0041": ("CV", "VDDRQ", "SYS5V")}),
+    "orin-nx": ("hwmon", {"1-0040": ("VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC")}),
+    "xavier-nx": ("iio", {"7-0040": ("VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC")}),
+    # the TX2 developer kit's carrier board adds its own INA3221 (VDD_MUX is the carrier's input)
+    "tx2": ("iio", {"0-0040": ("VDD_SYS_GPU", "VDD_SYS_SOC", "VDD_4V0_WIFI"),
+                    "0-0041": ("VDD_IN", "VDD_SYS_CPU", "VDD_SYS_DDR"),
+                    "1-0042": ("VDD_MUX", "VDD_5V0_IO_SYS", "VDD_3V3_SYS")}),
+    "nano": ("iio", {"6-0040": ("POM_5V_IN", "POM_5V_GPU", "POM_5V_CPU")}),
+}  # fmt: skip
+
+
+def rail_share(label: str) -> float:
+    """Each fake rail draws a different fixed share of :func:`total_power_w` (so sums are checkable)."""
+    return 0.25 + (sum(map(ord, label)) % 17) / 20
+
+
+def make_board_tree(root: Path, board: str) -> list[Callable[[float], None]]:
+    """A sysfs tree laid out like ``board`` (:data:`BOARD_TREES`): every INA3221 and every channel."""
+    layout, devices = BOARD_TREES[board]
+    writers: list[Callable[[float], None]] = []
+    for device, labels in devices.items():
+        if layout == "hwmon":
+            where = root / f"bus/i2c/drivers/ina3221/{device}/hwmon/hwmon{len(writers)}"
+            where.mkdir(parents=True)
+            (where / "name").write_text("ina3221\n")
+        else:
+            where = root / f"bus/i2c/devices/{device}/iio:device{len(writers)}"
+            where.mkdir(parents=True)
+            (where / "name").write_text("ina3221x\n")
+        for n, label in enumerate(labels, start=1):
+            share = rail_share(label)
+            if layout == "hwmon":
+                (where / f"in{n}_label").write_text(f"{label}\n")
+                _write(where / f"in{n}_input", 5000)
+                target = where / f"curr{n}_input"
+                writers.append(lambda t, f=target, s=share: _write(f, s * total_power_w(t) / 5.0 * 1000))
+            else:
+                (where / f"rail_name_{n - 1}").write_text(f"{label}\n")
+                target = where / f"in_power{n - 1}_input"
+                writers.append(lambda t, f=target, s=share: _write(f, s * total_power_w(t) * 1000))
+    for write in writers:
+        write(0.0)
+    return writers

@@ -5,10 +5,13 @@ from pathlib import Path
 
 import pytest
 from measure_fakes import (
+    BOARD_TREES,
     ScriptedClock,
     gpu_power_w,
+    make_board_tree,
     make_hwmon_tree,
     make_iio_tree,
+    rail_share,
     total_energy_j,
     total_power_w,
 )
@@ -34,19 +37,22 @@ def _measure(sensor: Ina3221Sensor, clock: ScriptedClock, samples: int = 40):
 
 
 @pytest.mark.parametrize(
-    ("layout", "total", "gpu"),
+    ("layout", "total", "gpu", "other"),
     [
-        ("hwmon", "VDD_IN", "VDD_CPU_GPU_CV"),
-        ("iio", "VDD_IN", "VDD_SYS_GPU"),
-        ("iio", "POM_5V_IN", "POM_5V_GPU"),
+        ("hwmon", "VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"),
+        ("iio", "VDD_IN", "VDD_SYS_GPU", "VDD_4V0_WIFI"),
+        ("iio", "POM_5V_IN", "POM_5V_GPU", "POM_5V_SYS"),
     ],
 )
-def test_integrated_energy_matches_analytic_integral(sysfs: Path, layout: str, total: str, gpu: str):
+def test_integrated_energy_matches_analytic_integral(
+    sysfs: Path, layout: str, total: str, gpu: str, other: str
+):
     make = make_hwmon_tree if layout == "hwmon" else make_iio_tree
-    writers = make(sysfs, {gpu: gpu_power_w, total: total_power_w, "VDD_SOC": lambda t: 1.0})
+    writers = make(sysfs, {gpu: gpu_power_w, total: total_power_w, other: lambda t: 1.0})
     clock = ScriptedClock(writers)
     sensor = Ina3221Sensor(sysfs_root=sysfs, interval_s=0.002, clock=clock)
-    assert sensor.rails() == [total, gpu]  # chosen by label, module total first; SOC not read
+    parts = [other] if other == "VDD_SOC" else []  # the layout's SoC rail is read; a radio rail is not
+    assert sensor.rails() == [total, gpu, *parts]  # chosen by label, module total first
 
     m, t0, t1 = _measure(sensor, clock)
 
@@ -58,6 +64,61 @@ def test_integrated_energy_matches_analytic_integral(sysfs: Path, layout: str, t
     assert m.mean_power_w == pytest.approx(m.energy_j / m.duration_s)
     assert {"energy_j", "duration_s", "mean_power_w", "samples", "rail_energy_j"} <= set(m.to_dict())
     assert m.ticks == 0  # no energy counter on an INA3221
+    assert m.total_rails == (total,)
+
+
+# what each board's module total is, by the labels of its rails (measure/rails.py, NVIDIA's guide)
+BOARD_TOTALS = {
+    "agx-orin": ("Jetson AGX Orin", ("VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0", "VDDQ_VDD2_1V8AO")),
+    "agx-xavier": ("Jetson AGX Xavier", ("GPU", "CPU", "SOC", "CV", "VDDRQ", "SYS5V")),
+    "agx-xavier-jp4": ("Jetson AGX Xavier", ("GPU", "CPU", "SOC", "CV", "VDDRQ", "SYS5V")),
+    "orin-nx": ("Jetson Orin NX / Orin Nano / Xavier NX", ("VDD_IN",)),
+    "xavier-nx": ("Jetson Orin NX / Orin Nano / Xavier NX", ("VDD_IN",)),
+    "tx2": ("Jetson TX2", ("VDD_IN",)),
+    "nano": ("Jetson Nano", ("POM_5V_IN",)),
+}
+
+
+@pytest.mark.parametrize("board", sorted(BOARD_TREES))
+def test_default_sensor_measures_module_power_on_every_board_layout(sysfs: Path, board: str):
+    """``Ina3221Sensor()`` with default options on trees laid out like each Jetson (issue 24)."""
+    clock = ScriptedClock(make_board_tree(sysfs, board))
+    sensor = Ina3221Sensor(sysfs_root=sysfs, interval_s=0.002, clock=clock)
+    name, total = BOARD_TOTALS[board]
+    assert sensor.layout.name == name and sensor.layout.total == total
+    assert sensor.rails()[: len(total)] == list(total)
+    assert "NC" not in sensor.rails() and "VDD_MUX" not in sensor.rails()  # never a carrier or NC channel
+    assert sensor.describe()["sensor_total_rails"] == ",".join(total)
+    assert sensor.describe()["sensor_rail_layout"] == name
+
+    m, t0, t1 = _measure(sensor, clock)
+
+    expected_j = sum(rail_share(rail) for rail in total) * total_energy_j(t0, t1)
+    assert m.energy_j == pytest.approx(expected_j, rel=0.01)
+    assert m.energy_j == pytest.approx(sum(m.rail_energy_j[rail] for rail in total), rel=1e-12)
+    assert m.total_rails == total
+    gpu = sensor.layout.gpu[0]
+    assert m.rail_energy_j[gpu] == pytest.approx(rail_share(gpu) * total_energy_j(t0, t1), rel=0.01)
+    sensor.close()
+
+
+def test_rail_layouts_match_by_label_never_by_position():
+    from measure.rails import RAIL_LAYOUTS, match_layout
+
+    for layout in RAIL_LAYOUTS:
+        assert match_layout(reversed(layout.labels)) == layout  # any order, any channel number
+        assert layout.source  # every entry cites where its labels come from
+    assert match_layout({"VDD_IN"}).name == "unknown board with VDD_IN"  # a bare input rail: no guess
+    partial = {"VDD_GPU_SOC", "VDD_CPU_CV"}  # an AGX Orin missing two of its rails is not summed short
+    assert match_layout(partial) is None
+
+
+def test_a_board_missing_a_rail_of_its_sum_is_refused_not_undercounted(sysfs: Path):
+    make_hwmon_tree(
+        sysfs, {"VDD_GPU_SOC": gpu_power_w, "VDD_CPU_CV": gpu_power_w, "VIN_SYS_5V0": gpu_power_w}
+    )
+    with pytest.raises(SensorError, match="no known Jetson rail layout.*pass main_rail="):
+        Ina3221Sensor(sysfs_root=sysfs)
 
 
 def test_second_window_is_independent(sysfs: Path):

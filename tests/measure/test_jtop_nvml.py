@@ -20,7 +20,10 @@ def _wait_for_samples(clock: ScriptedClock, count: int, timeout_s: float = 20.0)
 
 
 class FakeJtop:
-    """Shaped like a started ``jtop.jtop`` client (jetson-stats 4): only ``power`` and ``close``."""
+    """Shaped like a started ``jtop.jtop`` client (jetson-stats 4) on an Orin NX: ``power`` and ``close``.
+
+    jetson-stats takes ``VDD_IN`` out of the rail list and reports it as ``tot`` with its name.
+    """
 
     def __init__(self) -> None:
         self.t_s = 0.0
@@ -34,12 +37,26 @@ class FakeJtop:
         total_mw = total_power_w(self.t_s) * 1e3
         return {
             "rail": {
-                "VDD_GPU_SOC": {"online": True, "power": 2000, "avg": 123456},
-                "VDD_CPU_CV": {"online": True, "power": 1000, "avg": 123456},
+                "VDD_CPU_GPU_CV": {"online": True, "power": 2000, "avg": 123456},
                 "VDD_SOC": {"online": True, "power": 500, "avg": 1},
             },
             # avg is a running (new + old) / 2: wildly off here, so using it would fail the test
             "tot": {"power": total_mw, "avg": 10 * total_mw, "name": "VDD_IN"},
+        }
+
+
+class FakeAgxOrinJtop(FakeJtop):
+    """jetson-stats on an AGX Orin: no input rail, so its ``tot`` is the unnamed sum of every rail and
+    power supply it found (a USB-C source here), which is not the module's power."""
+
+    @property
+    def power(self) -> dict:
+        mw = total_power_w(self.t_s) * 1e3
+        rails = {"VDD_GPU_SOC": 0.4 * mw, "VDD_CPU_CV": 0.2 * mw, "VIN_SYS_5V0": 0.3 * mw,
+                 "VDDQ_VDD2_1V8AO": 0.1 * mw, "ucsi-source-psy-USBC000:001": 30000.0}  # fmt: skip
+        return {
+            "rail": {k: {"online": True, "power": v, "avg": 0} for k, v in rails.items()},
+            "tot": {"power": sum(rails.values()), "avg": 0},
         }
 
     def close(self) -> None:
@@ -50,16 +67,34 @@ def test_jtop_integrates_instantaneous_power_not_avg():
     client = FakeJtop()
     clock = ScriptedClock([client.set_time])
     sensor = JtopSensor(client=client, interval_s=0.002, clock=clock)
-    assert sensor.rails() == ["VDD_IN", "VDD_GPU_SOC", "VDD_CPU_CV"]
+    assert sensor.rails() == ["VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"]
     first = len(clock.calls)  # begin_window's own sample is the window's first
     sensor.begin_window()
     _wait_for_samples(clock, first + 40)
     m = sensor.end_window()
     t0, t1 = clock.calls[first], clock.calls[-1]
     assert m.energy_j == pytest.approx(total_energy_j(t0, t1), rel=0.01)
-    assert m.rail_energy_j["VDD_GPU_SOC"] == pytest.approx(2.0 * (t1 - t0))
+    assert m.rail_energy_j["VDD_CPU_GPU_CV"] == pytest.approx(2.0 * (t1 - t0))
+    assert m.total_rails == ("VDD_IN",)
     sensor.close()
     assert not client.closed  # a client passed in belongs to the caller
+
+
+def test_jtop_on_an_agx_orin_sums_the_module_rails_not_jtops_total():
+    client = FakeAgxOrinJtop()
+    clock = ScriptedClock([client.set_time])
+    sensor = JtopSensor(client=client, interval_s=0.002, clock=clock)
+    total = ("VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0", "VDDQ_VDD2_1V8AO")
+    assert sensor.rails() == list(total) and sensor.layout.name == "Jetson AGX Orin"
+    first = len(clock.calls)
+    sensor.begin_window()
+    _wait_for_samples(clock, first + 40)
+    m = sensor.end_window()
+    t0, t1 = clock.calls[first], clock.calls[-1]
+    assert m.total_rails == total
+    assert m.energy_j == pytest.approx(total_energy_j(t0, t1), rel=0.01)  # 0.4 + 0.2 + 0.3 + 0.1 of it
+    assert sensor.describe()["sensor_total_rails"] == ",".join(total)
+    sensor.close()
 
 
 def test_jtop_missing_package_fails_cleanly(monkeypatch: pytest.MonkeyPatch):
