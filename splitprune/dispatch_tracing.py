@@ -25,6 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from .errors import TraceError
 from .export_tracing import _plain_attributes, _restore
 from .ops import ATEN_RULES
+from .tracing import _graph_module
 
 __all__ = ["record_trace"]
 
@@ -114,6 +115,7 @@ class _Recorder(TorchDispatchMode):
         return out
 
 
+_ELEMENTWISE = frozenset({"add", "sub", "mul"})  # div of integers changes the dtype: left to torch
 _BATCH_NORMS = frozenset(
     {"native_batch_norm", "_native_batch_norm_legit_no_training", "_native_batch_norm_legit"}
 )
@@ -132,6 +134,11 @@ def _shortcut(func: Any, args: Any) -> Any:
         return None
     if name in _BATCH_NORMS:
         return torch.empty_like(x), x.new_empty((0,)), x.new_empty((0,))
+    if name in _ELEMENTWISE and len(args) >= 2 and isinstance(args[1], (torch.Tensor, int, float)):
+        # The meta kernels work out a stride permutation in Python (a millisecond per call).
+        other = args[1]
+        shape = torch.broadcast_shapes(x.shape, other.shape) if isinstance(other, torch.Tensor) else x.shape
+        return torch.empty(shape, dtype=torch.result_type(x, other), device=_META)
     rule = ATEN_RULES.get(name)
     if rule is not None and rule.same_shape and len(func._schema.returns) == 1:
         return torch.empty_like(x)
@@ -188,4 +195,4 @@ def record_trace(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> fx.Graph
         raise TraceError(f"{type(model).__name__} returns values the recorder did not produce")
     graph.output(pytree.tree_unflatten([recorder.nodes[id(v)] for v in leaves], spec))
     graph.eliminate_dead_code()
-    return fx.GraphModule(model, graph, type(model).__name__)
+    return _graph_module(model, graph, type(model).__name__)

@@ -8,6 +8,7 @@ for each op's kind, MACs and kernels. :func:`splitprune.graph.trace` wraps both 
 from __future__ import annotations
 
 import contextlib
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,6 +296,15 @@ def _run(
 ) -> Any:
     if rule.same_shape and args and isinstance(args[0], torch.Tensor):
         return torch.empty_like(args[0])
+    if _is_elementwise(node) and not kwargs and len(args) == 2 and isinstance(args[0], torch.Tensor):
+        other = args[1]
+        if isinstance(other, (torch.Tensor, int, float)) and not isinstance(other, bool):
+            # meta kernels work out a stride permutation in Python, a millisecond per call
+            x = args[0]
+            shape = x.shape
+            if isinstance(other, torch.Tensor):
+                shape = torch.broadcast_shapes(x.shape, other.shape)
+            return torch.empty(shape, dtype=torch.result_type(x, other), device="meta")
     if module is not None:
         return runner.module(str(node.target), module, args, kwargs)
     if node.op == "call_method":
@@ -302,6 +312,19 @@ def _run(
         return getattr(self_obj, str(node.target))(*rest, **kwargs)
     assert callable(node.target)
     return node.target(*args, **kwargs)
+
+
+_ELEMENTWISE_FUNCTIONS = frozenset(
+    {operator.add, operator.sub, operator.mul, torch.add, torch.sub, torch.mul}
+)
+_ELEMENTWISE_METHODS = frozenset({"add", "sub", "mul"})
+
+
+def _is_elementwise(node: fx.Node) -> bool:
+    """Out-of-place add, sub or mul: the output is the broadcast shape of the inputs."""
+    if node.op == "call_method":
+        return node.target in _ELEMENTWISE_METHODS
+    return node.op == "call_function" and node.target in _ELEMENTWISE_FUNCTIONS
 
 
 def _shape_error(node: fx.Node, module: nn.Module | None, exc: Exception) -> SplitpruneError:
