@@ -50,6 +50,14 @@ class NetworkOps:
             for k, m, b, n, d, s in self.ops
         )
 
+    def energy(self, energy: CostModel, latency: CostModel) -> float:
+        """Total energy under the energy table ``energy`` whose static power runs over ``latency``'s time."""
+        total = 0.0
+        for k, m, b, n, d, s in self.ops:
+            seconds = latency.latency_cost(k, macs=m, mem_bytes=b, kernels=n, dispatches=d, shape=s)
+            total += energy.energy_cost(k, latency_s=seconds, macs=m, mem_bytes=b, kernels=n, dispatches=d, shape=s)
+        return total
+
 
 @lru_cache(maxsize=64)
 def network_ops(spec: str, input_shape: tuple[int, ...]) -> NetworkOps:
