@@ -55,7 +55,9 @@ class NetworkOps:
         total = 0.0
         for k, m, b, n, d, s in self.ops:
             seconds = latency.latency_cost(k, macs=m, mem_bytes=b, kernels=n, dispatches=d, shape=s)
-            total += energy.energy_cost(k, latency_s=seconds, macs=m, mem_bytes=b, kernels=n, dispatches=d, shape=s)
+            total += energy.energy_cost(
+                k, latency_s=seconds, macs=m, mem_bytes=b, kernels=n, dispatches=d, shape=s
+            )
         return total
 
 
