@@ -12,8 +12,10 @@ from ..errors import SplitpruneError
 from . import app
 from .common import (
     BoardOption,
+    ClocksOption,
     InputShapeOption,
     JsonOption,
+    LaunchOption,
     ModelArgument,
     PowerModeOption,
     PrecisionOption,
@@ -48,7 +50,8 @@ class MissingExtraError(SplitpruneError):
 def _settings(board: str, link: str, server_profile: str | None, objective: str, alpha: float,
               wire: str | None,
               input_wire: str, mode: str, rate_range: str, input_shape: str | None, seed: int, *,
-              precision: str | None = None, power_mode: str | None = None) -> Any:
+              precision: str | None = None, power_mode: str | None = None, clocks: str | None = None,
+              launch: str | None = None) -> Any:
     """The split settings from the options ``serve`` and ``run`` share (the one place to add one)."""
     from ..runtime.cuts import SplitSettings
 
@@ -60,7 +63,7 @@ def _settings(board: str, link: str, server_profile: str | None, objective: str,
     return SplitSettings(board=board, link=link, server=server_profile, objective=objective, alpha=alpha,
                          wire=None if wire is None else wire.lower(), input_wire=input_wire.lower(),
                          mode=mode,
-                         precision=precision, power_mode=power_mode,
+                         precision=precision, power_mode=power_mode, clocks=clocks, launch=launch,
                          rate_range_bps=(low, high), input_shape=shape, seed=seed)
 
 
@@ -119,6 +122,8 @@ def serve(
     mode: ModeOpt = "eager",
     precision: PrecisionOption = None,
     power_mode: PowerModeOption = None,
+    clocks: ClocksOption = None,
+    launch: LaunchOption = None,
     rate_range: RangeOption = "100k:10G",
     input_shape: InputShapeOption = None,
     seed: SeedOption = 0,
@@ -137,7 +142,8 @@ def serve(
     _terminate_as_interrupt()
     check_listen_address(listen, allow_remote=allow_remote)
     settings = _settings(board, link, server_profile, objective, alpha, wire, input_wire, mode, rate_range,
-                         input_shape, seed, precision=precision, power_mode=power_mode)
+                         input_shape, seed, precision=precision, power_mode=power_mode, clocks=clocks,
+                         launch=launch)
     token = _token(token_file)
     split_model = _interruptible(_prepare, model, settings)
     server = Server(split_model, listen=listen, token=token, max_message_bytes=int(max_message_mb * 1e6),
@@ -178,6 +184,8 @@ def run(
     mode: ModeOpt = "eager",
     precision: PrecisionOption = None,
     power_mode: PowerModeOption = None,
+    clocks: ClocksOption = None,
+    launch: LaunchOption = None,
     rate_range: RangeOption = "100k:10G",
     input_shape: InputShapeOption = None,
     seed: SeedOption = 0,
@@ -208,7 +216,8 @@ def run(
     if inputs is not None and not inputs.is_dir():
         raise SplitpruneError(f"--inputs {inputs} is not a folder; give a folder of images or .pt files")
     settings = _settings(board, link, server_profile, objective, alpha, wire, input_wire, mode, rate_range,
-                         input_shape, seed, precision=precision, power_mode=power_mode)
+                         input_shape, seed, precision=precision, power_mode=power_mode, clocks=clocks,
+                         launch=launch)
     token = _token(token_file)
     power = None
     if sensor is not None:

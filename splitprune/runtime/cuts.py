@@ -43,6 +43,8 @@ class SplitSettings:
         mode: ``eager``, ``graph`` or ``tensorrt`` (:class:`splitprune.deploy.Deployment`).
         precision: ``fp32``, ``fp16`` or ``int8`` (None: the board profile's).
         power_mode: nvpmodel power mode (None: the board profile's).
+        clocks: Explicit clocks over the power mode (``gpu=..,emc=..``), None: the mode's.
+        launch: TensorRT launch method (None: ``enqueue``).
         rate_range_bps: ``(low, high)`` rates the policy covers, bit/s.
         input_shape: Input shape (None: the model's own).
         seed: Seed for the weights of models built without trained weights.
@@ -58,6 +60,8 @@ class SplitSettings:
     mode: str = "eager"
     precision: str | None = None
     power_mode: str | None = None
+    clocks: str | None = None
+    launch: str | None = None
     rate_range_bps: tuple[float, float] = (1e5, 1e10)
     input_shape: tuple[int, ...] | None = None
     seed: int = 0
@@ -139,8 +143,10 @@ class SplitModel:
         from ..split import SplitOptions, SplitSolver, bandwidth_policy, split_problem
 
         self.spec, self.settings = spec, settings
-        deployed = Deployment.of(settings.board, mode=settings.mode, precision=settings.precision,
-                                 power_mode=settings.power_mode)
+        deployed = Deployment.of(
+            settings.board, mode=settings.mode, precision=settings.precision, power_mode=settings.power_mode,
+            clocks=settings.clocks, launch=settings.launch,
+        )
         self.wire = settings.wire or deployed.precision
         if self.wire not in _WIRES:
             raise SplitpruneError(f"the runtime cannot send --wire {self.wire!r}; use fp32, fp16 or int8")

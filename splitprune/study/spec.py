@@ -27,6 +27,7 @@ parameters: the same job has the same id in every run, which is what resuming re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -307,12 +308,17 @@ def _power_modes(spec: StudySpec, board: str) -> list[str | None]:
         return [None]
     if "all" not in spec.power_modes:
         return list(spec.power_modes)
+    named = [m for m in spec.power_modes if m != "all"]
+    return list(dict.fromkeys([*_profile_modes(board), *named]))
+
+
+@functools.lru_cache(maxsize=64)
+def _profile_modes(board: str) -> tuple[str, ...]:
+    """Every power mode of ``board``'s profile (its own where it lists none)."""
     from ..board import load_board
 
     profile = load_board(board)
-    every = list(profile.power_modes) or [profile.board.power_mode]
-    named = [m for m in spec.power_modes if m != "all"]
-    return list(dict.fromkeys([*every, *named]))
+    return tuple(profile.power_modes) or (profile.board.power_mode,)
 
 
 def expand(spec: StudySpec) -> list[Job]:
