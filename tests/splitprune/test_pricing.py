@@ -147,3 +147,17 @@ def test_prune_under_tensorrt_lands_in_the_window_and_its_channel_model_agrees()
     assert 0.97 * budget <= result.energy_after_j <= budget
     assert not any("disagrees" in note for note in result.notes)
     assert result.energy_after_j == pytest.approx(price(trace(model, x), deployed).total_energy_j, rel=1e-9)
+
+
+def test_split_cli_takes_clocks_and_refuses_a_launch_without_evidence_in_one_line():
+    base = ("split", "torchvision:squeezenet1_0", "--board", "xavier-nx", "--link", "5g", "--mode", "tensorrt",
+            "--input-shape", "1,3,96,96", "--json")
+    slow = run_cli(*base, "--clocks", "gpu=300MHz")
+    fast = run_cli(*base)
+    assert slow.code == fast.code == 0, slow.err
+    a, b = json.loads(slow.out), json.loads(fast.out)
+    assert a["deployment"]["power_mode"] == "custom" and a["deployment"]["clocks"]["gpu_clock_hz"] == 3e8
+    assert a["all_local"]["device_latency_s"] > b["all_local"]["device_latency_s"]
+    refused = run_cli(*base, "--launch", "cuda-graph")
+    assert refused.code != 0 and "Traceback" not in refused.err
+    assert "runtimes.tensorrt.launch.cuda-graph" in refused.err and len(refused.err.strip().splitlines()) == 1
