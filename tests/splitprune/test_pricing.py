@@ -150,8 +150,8 @@ def test_prune_under_tensorrt_lands_in_the_window_and_its_channel_model_agrees()
 
 
 def test_split_cli_takes_clocks_and_refuses_a_launch_without_evidence_in_one_line():
-    base = ("split", "torchvision:squeezenet1_0", "--board", "xavier-nx", "--link", "5g", "--mode", "tensorrt",
-            "--input-shape", "1,3,96,96", "--json")
+    base = ("split", "torchvision:squeezenet1_0", "--board", "xavier-nx", "--link", "5g",
+            "--mode", "tensorrt", "--input-shape", "1,3,96,96", "--json")
     slow = run_cli(*base, "--clocks", "gpu=300MHz")
     fast = run_cli(*base)
     assert slow.code == fast.code == 0, slow.err
