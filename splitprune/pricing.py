@@ -251,7 +251,7 @@ def deployed_profile(deployment: Deployment) -> BoardProfile:
     info = base.board
     if (deployment.mode, deployment.precision, deployment.power_mode) == (
         info.runtime, info.precision, info.power_mode
-    ) and deployment.clocks is None and deployment.launch in (None, _runtime_default(base, deployment.mode)):
+    ) and deployment.clocks is None and deployment.launch in (None, "enqueue"):
         return base
     if info.runtime != "eager":
         raise ConfigError(
@@ -275,10 +275,6 @@ def deployed_profile(deployment: Deployment) -> BoardProfile:
         values.setdefault(key, note)
     data["provenance"] = {**data["provenance"], "values": values}
     return BoardProfile.model_validate(data)
-
-
-def _runtime_default(profile: BoardProfile, mode: str) -> str | None:
-    return "enqueue" if mode == "tensorrt" else None
 
 
 def _scale(table: dict[str, Any], key: str, factor: float) -> None:
@@ -406,11 +402,3 @@ def _power_tables(deployment: Deployment, data: dict[str, Any], factors: dict[st
         dynamic = max(0.0, fitted_static - device.idle_power_w)
         scale = factors["gpu_ratio"] * factors["gpu_volts2"]
         energy["static_power_w"] = device.idle_power_w + dynamic * scale
-
-
-def scaled_table(table: CostModel, factor: float) -> CostModel:  # pragma: no cover - helper for callers
-    """``table`` with every per-op coefficient times ``factor`` (a whole-table scaling)."""
-    data = table.model_dump(exclude_unset=True)
-    for key in (*_SLOPES, "memory_per_byte", "static_per_layer"):
-        _scale(data, key, factor)
-    return CostModel.model_validate(data)
