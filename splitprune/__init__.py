@@ -12,7 +12,8 @@ Data flows one way, model -> graph -> annotated graph -> decisions:
 - :mod:`splitprune.deploy`: a :class:`Deployment` (profile, mode, precision, power mode or explicit
   clocks, batch, TensorRT launch), parsed once; :mod:`splitprune.nvpmodel`: a Jetson's own
   ``/etc/nvpmodel.conf`` as power modes.
-- :mod:`splitprune.fusion`: TensorRT kernel fusion; :mod:`splitprune.pricing`: :func:`price`, the one
+- :mod:`splitprune.scaling`: a deployment's coefficients (each scaled by the resources that bound it);
+  :mod:`splitprune.fusion`: TensorRT kernel fusion; :mod:`splitprune.pricing`: :func:`price`, the one
   function that turns a graph and a deployment into per-node costs; :mod:`splitprune.energy`:
   :func:`annotate`, a thin wrapper that writes them on the graph.
 - :mod:`splitprune.link`: link and server profiles; :mod:`splitprune.split`: the device/server cut

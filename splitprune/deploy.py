@@ -14,7 +14,8 @@ A deployment is everything that changes the price of a network on a board apart 
   as MLPerf's harness does); None for the other modes.
 
 The CLI options, a study row and Python keywords all become a deployment through
-:meth:`Deployment.of`; :func:`splitprune.pricing.price` is the only function that turns one into costs.
+:meth:`Deployment.of`; :func:`splitprune.pricing.price` is the only function that turns one into costs
+(its coefficients: :func:`splitprune.scaling.deployed_profile`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .board import MODES, PRECISIONS, BoardProfile, load_board
 from .errors import ConfigError
 from .hardware import PowerMode
+from .scaling import deployed_profile
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -226,9 +228,7 @@ class Deployment:
 
     @cached_property
     def profile(self) -> BoardProfile:
-        """The board profile with every coefficient scaled to this deployment (see :mod:`.pricing`)."""
-        from .pricing import deployed_profile
-
+        """The board profile with every coefficient scaled to this deployment (:mod:`.scaling`)."""
         return deployed_profile(self)
 
     @property
