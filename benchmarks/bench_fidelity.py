@@ -30,6 +30,7 @@ from splitprune.board import DISPATCH_ONLY_KINDS, BoardProfile, CostModel
 from splitprune.calibrate import Terms, calibrate, read_sweep
 from splitprune.calibrate.network import NetworkOps, fit_network_term, network_ops
 from splitprune.calibrate.validate import fitted_networks
+from splitprune.deploy import Deployment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +58,8 @@ def _evaluate(profile: BoardProfile, held_out: list, *, kernel_ops_only: bool = 
             net = network_ops(row.network, row.input_shape)
             net = _kernel_ops_only(net) if kernel_ops_only else net
             measured = row.latency_s if metric == "latency" else row.energy_j
-            rows.append((row.network.split(":")[-1], measured, net.cost(table)))
+            predicted = net.cost(table) if metric == "latency" else net.energy(table, profile.latency_s)
+            rows.append((row.network.split(":")[-1], measured, predicted))
         out[metric] = _scores(rows)
     return out
 
@@ -117,7 +119,7 @@ def graph_mode_check(profiles: dict[str, BoardProfile], csv_path: Path) -> dict:
     with csv_path.open() as handle:
         rows = list(csv.DictReader(handle))
     for batch, profile in profiles.items():
-        graph = profile.for_mode("graph")
+        graph = Deployment.of(profile, mode="graph").profile
         chosen = [r for r in rows if r["batch"] == batch]
         for mode, prof, lat_key, en_key in (
             ("graph", graph, "graph_ms", "graph_mJ"),
@@ -127,7 +129,7 @@ def graph_mode_check(profiles: dict[str, BoardProfile], csv_path: Path) -> dict:
             for r in chosen:
                 net = network_ops(f"torchvision:{r['net']}", (int(batch), 3, 224, 224))
                 lat.append((r["net"], float(r[lat_key]) / 1e3, net.cost(prof.latency_s)))
-                en.append((r["net"], float(r[en_key]) / 1e3, net.cost(prof.energy_j)))
+                en.append((r["net"], float(r[en_key]) / 1e3, net.energy(prof.energy_j, prof.latency_s)))
             out[f"batch {batch}, {mode}"] = {"latency": _scores(lat), "energy": _scores(en)}
     return out
 
@@ -148,7 +150,7 @@ def leave_one_network_out(csv_path: Path) -> dict:
         net = network_ops(row.network, row.input_shape)
         errors[row.network.split(":")[-1]] = {
             "latency": round(net.cost(profile.latency_s) / row.latency_s - 1.0, 4),
-            "energy": round(net.cost(profile.energy_j) / row.energy_j - 1.0, 4),
+            "energy": round(net.energy(profile.energy_j, profile.latency_s) / row.energy_j - 1.0, 4),
         }
     return {
         "csv": csv_path.name,
@@ -172,10 +174,12 @@ def cross_batch(fit_csv: Path, other_csv: Path) -> dict:
     out = {"fit": fit_csv.name, "predicted": other_csv.name}
     for metric, table, measured in (("latency", profile.latency_s, layers.latency_s),
                                     ("energy", profile.energy_j, layers.energy_j)):  # fmt: skip
-        out[f"layer_{metric}_mape"] = round(float(np.mean(np.abs(layers.predict(table) / measured - 1.0))), 4)
+        latency = None if metric == "latency" else profile.latency_s
+        predicted = layers.predict(table, latency=latency)
+        out[f"layer_{metric}_mape"] = round(float(np.mean(np.abs(predicted / measured - 1.0))), 4)
         nets = [(r, network_ops(r.network, r.input_shape)) for r in other.network_rows]
         truth = [r.latency_s if metric == "latency" else r.energy_j for r, _ in nets]
-        pred = [n.cost(table) for _, n in nets]
+        pred = [n.cost(table) if latency is None else n.energy(table, latency) for _, n in nets]
         out[f"network_{metric}_mape"] = round(float(np.mean([abs(p / t - 1.0) for p, t in zip(pred, truth, strict=True)])), 4)
     return out
 

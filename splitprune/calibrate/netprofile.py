@@ -112,18 +112,20 @@ class NetworkScore:
 
 def validate_networks(profile: BoardProfile, rows: list[NetworkRow]) -> NetworkScore:
     """Predict every row with ``profile`` configured for it, exactly as ``estimate`` would."""
-    from ..deploy import configure
-    from ..energy import annotate
+    from ..deploy import Deployment
+    from ..pricing import price
     from .netfit import traced_network
 
     scored: list[dict[str, Any]] = []
     for row in rows:
         try:
-            configured = configure(profile, mode=row.mode, precision=row.precision, power_mode=row.power_mode)
+            deployed = Deployment.of(
+                profile, mode=row.mode, precision=row.precision, power_mode=row.power_mode
+            )
         except ConfigError as exc:  # a custom power mode (MLPerf's MaxQ) or a precision the board lacks
             scored.append({"label": row.label, "model": row.model, "skipped": str(exc)})
             continue
-        graph = annotate(traced_network(row.model, row.input_shape), configured)
+        graph = price(traced_network(row.model, row.input_shape), deployed)
         predicted_j = graph.total_energy_j
         scored.append({
             "label": row.label, "model": row.model, "batch": row.batch, "mode": row.mode,

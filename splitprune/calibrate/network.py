@@ -40,11 +40,24 @@ class NetworkOps:
         return sum(op[1] for op in self.ops)
 
     def cost(self, model: CostModel) -> float:
-        """Total cost of the network under ``model``."""
+        """Total latency of the network under the latency table ``model``, eager, one kernel per op.
+
+        For fitting the network term; estimates price through :func:`splitprune.pricing.price`.
+        """
         return sum(
-            model.layer_cost(k, macs=m, mem_bytes=b, kernels=n, dispatches=d, shape=s)
+            model.latency_cost(k, macs=m, mem_bytes=b, kernels=n, dispatches=d, shape=s)
             for k, m, b, n, d, s in self.ops
         )
+
+    def energy(self, energy: CostModel, latency: CostModel) -> float:
+        """Total energy under the energy table ``energy`` whose static power runs over ``latency``'s time."""
+        total = 0.0
+        for k, m, b, n, d, s in self.ops:
+            seconds = latency.latency_cost(k, macs=m, mem_bytes=b, kernels=n, dispatches=d, shape=s)
+            total += energy.energy_cost(
+                k, latency_s=seconds, macs=m, mem_bytes=b, kernels=n, dispatches=d, shape=s
+            )
+        return total
 
 
 @lru_cache(maxsize=64)

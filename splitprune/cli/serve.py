@@ -12,8 +12,10 @@ from ..errors import SplitpruneError
 from . import app
 from .common import (
     BoardOption,
+    ClocksOption,
     InputShapeOption,
     JsonOption,
+    LaunchOption,
     ModelArgument,
     PowerModeOption,
     PrecisionOption,
@@ -31,7 +33,9 @@ ServerOption = Annotated[
 ]
 ObjectiveOption = Annotated[str, typer.Option(help="energy, latency or weighted")]
 AlphaOption = Annotated[float, typer.Option(help="Weight of energy in the weighted objective")]
-WireOption = Annotated[str, typer.Option(help="Intermediate tensors: fp32, fp16 or int8")]
+WireOption = Annotated[
+    str | None, typer.Option(help="Intermediate tensors: fp32, fp16 or int8 (default: the --precision)")
+]
 InputWireOption = Annotated[str, typer.Option(help="The model's input: uint8, fp16 or fp32")]
 ModeOpt = Annotated[str, typer.Option("--mode", help="eager, graph or tensorrt (how the board runs it)")]
 RangeOption = Annotated[str, typer.Option(help="LOW:HIGH bit/s the policy covers")]
@@ -47,9 +51,11 @@ class MissingExtraError(SplitpruneError):
     """pyzmq is not installed."""
 
 
-def _settings(board: str, link: str, server_profile: str | None, objective: str, alpha: float, wire: str,
+def _settings(board: str, link: str, server_profile: str | None, objective: str, alpha: float,
+              wire: str | None,
               input_wire: str, mode: str, rate_range: str, input_shape: str | None, seed: int, *,
-              precision: str | None = None, power_mode: str | None = None) -> Any:
+              precision: str | None = None, power_mode: str | None = None, clocks: str | None = None,
+              launch: str | None = None) -> Any:
     """The split settings from the options ``serve`` and ``run`` share (the one place to add one)."""
     from ..runtime.cuts import SplitSettings
 
@@ -59,8 +65,9 @@ def _settings(board: str, link: str, server_profile: str | None, objective: str,
         raise SplitpruneError(str(exc).replace("--sweep-bandwidth", "--rate-range")) from None
     shape = None if input_shape is None else parse_input_shape(input_shape, default=(1,))
     return SplitSettings(board=board, link=link, server=server_profile, objective=objective, alpha=alpha,
-                         wire=wire.lower(), input_wire=input_wire.lower(), mode=mode,
-                         precision=precision, power_mode=power_mode,
+                         wire=None if wire is None else wire.lower(), input_wire=input_wire.lower(),
+                         mode=mode,
+                         precision=precision, power_mode=power_mode, clocks=clocks, launch=launch,
                          rate_range_bps=(low, high), input_shape=shape, seed=seed)
 
 
@@ -138,11 +145,13 @@ def serve(
     server_profile: ServerOption = None,
     objective: ObjectiveOption = "energy",
     alpha: AlphaOption = 0.5,
-    wire: WireOption = "fp32",
+    wire: WireOption = None,
     input_wire: InputWireOption = "uint8",
     mode: ModeOpt = "eager",
     precision: PrecisionOption = None,
     power_mode: PowerModeOption = None,
+    clocks: ClocksOption = None,
+    launch: LaunchOption = None,
     rate_range: RangeOption = "100k:10G",
     input_shape: InputShapeOption = None,
     seed: SeedOption = 0,
@@ -166,7 +175,8 @@ def serve(
     keys = _server_curve(curve, authorized_keys)
     check_listen_address(listen, allow_remote=allow_remote, encrypted=keys is not None, insecure=insecure)
     settings = _settings(board, link, server_profile, objective, alpha, wire, input_wire, mode, rate_range,
-                         input_shape, seed, precision=precision, power_mode=power_mode)
+                         input_shape, seed, precision=precision, power_mode=power_mode, clocks=clocks,
+                         launch=launch)
     token = _token(token_file)
     split_model = _interruptible(_prepare, model, settings)
     server = Server(split_model, listen=listen, token=token, max_message_bytes=int(max_message_mb * 1e6),
@@ -206,11 +216,13 @@ def run(
     server_profile: ServerOption = None,
     objective: ObjectiveOption = "energy",
     alpha: AlphaOption = 0.5,
-    wire: WireOption = "fp32",
+    wire: WireOption = None,
     input_wire: InputWireOption = "uint8",
     mode: ModeOpt = "eager",
     precision: PrecisionOption = None,
     power_mode: PowerModeOption = None,
+    clocks: ClocksOption = None,
+    launch: LaunchOption = None,
     rate_range: RangeOption = "100k:10G",
     input_shape: InputShapeOption = None,
     seed: SeedOption = 0,
@@ -246,7 +258,8 @@ def run(
     if inputs is not None and not inputs.is_dir():
         raise SplitpruneError(f"--inputs {inputs} is not a folder; give a folder of images or .pt files")
     settings = _settings(board, link, server_profile, objective, alpha, wire, input_wire, mode, rate_range,
-                         input_shape, seed, precision=precision, power_mode=power_mode)
+                         input_shape, seed, precision=precision, power_mode=power_mode, clocks=clocks,
+                         launch=launch)
     token = _token(token_file)
     keys = _device_curve(curve, server_key)
     from ..runtime.keys import check_plaintext
