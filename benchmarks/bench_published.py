@@ -2,7 +2,7 @@
 
     python benchmarks/bench_published.py [--readme README.md]
 
-For every GPU row of ../shared/data/jetson_published/networks.csv: the prediction of
+For every GPU row of data/jetson_published/networks.csv: the prediction of
 ``splitprune estimate --mode M --precision P --batch N`` with the shipped profile, and whether the
 profile was fitted on that row (in-sample). Also the leave-one-network-out errors of each fitted
 board and an ablation on the TX2 and AGX Xavier rows: the 0.1 model (CUDA graph, fp32, no fusion) ->
@@ -26,7 +26,7 @@ from splitprune.calibrate.netprofile import validate_networks
 from splitprune.calibrate.published import read_networks
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLISHED = ROOT.parent / "shared" / "data" / "jetson_published" / "networks.csv"
+PUBLISHED = ROOT / "data" / "jetson_published" / "networks.csv"
 PROFILES = {"jetson-tx2": "tx2", "jetson-agx-xavier": "agx-xavier", "jetson-nano": "nano", "jetson-agx-orin": "agx-orin"}
 FITTED = {"jetson-tx2", "jetson-agx-xavier", "jetson-nano"}
 OLD_TX2 = ROOT / "tests" / "splitprune" / "tx2_schema2.toml"

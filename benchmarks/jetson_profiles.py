@@ -4,7 +4,7 @@
 
 1. A *base* per board from datasheet figures and NVIDIA's stock nvpmodel tables (sources below), with
    priors for what the datasheet does not give (efficiencies, kernel overhead, static power).
-2. Boards with published measurements in ../shared/data/jetson_published (TX2, AGX Xavier, Nano) are
+2. Boards with published measurements in data/jetson_published (TX2, AGX Xavier, Nano) are
    fitted with `splitprune calibrate --networks` (provenance then names the rows).
 3. Siblings without measurements take the fitted sibling's efficiencies on their own device
    (Xavier NX <- AGX Xavier, same Volta GPU; AGX Orin and Orin Nano <- AGX Xavier's efficiencies on
@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BOARDS = ROOT / "configs" / "boards"
-PUBLISHED = ROOT.parent / "shared" / "data" / "jetson_published" / "networks.csv"
+PUBLISHED = ROOT / "data" / "jetson_published" / "networks.csv"
 
 NVP = {
     "tx2": "NVIDIA nvpmodel_t186.conf (L4T 28.x/32.x; GitHub LineageOS/android_device_nvidia_quill nvpmodel/nvpmodel_t186.conf; JetsonHacks 'NVPModel - NVIDIA Jetson TX2')",
