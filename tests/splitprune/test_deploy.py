@@ -21,7 +21,7 @@ from splitprune.fusion import fuse
 from splitprune.models import load_model
 
 SHARED = Path(__file__).resolve().parents[2] / "data" / "jetson_published" / "networks.csv"
-JETSONS = ("tx2", "nano", "agx-xavier", "xavier-nx", "agx-orin", "orin-nano")
+JETSONS = ("tx2", "nano", "agx-xavier", "xavier-nx", "agx-orin", "orin-nano", "orin-nx", "orin-nx-8gb")
 
 
 @lru_cache(maxsize=8)
