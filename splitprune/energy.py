@@ -40,6 +40,9 @@ def annotate(
         _annotate_fused(graph, profile, boundary)
     else:
         _annotate_per_op(graph, profile)
+    if graph.postprocess is not None:  # a detector's NMS and decoding, after the traced network
+        post = graph.postprocess
+        post["energy_j"], post["latency_s"] = _price(profile, post, mem_bytes=post["mem_bytes"])
     if graph.inputs:
         first = graph.nodes[graph.inputs[0]]
         first["latency_s"] += profile.latency_s.per_inference

@@ -2,12 +2,16 @@
 
 Tracing is torch.fx symbolic tracing followed by shape propagation on ``meta`` tensors, so no real
 arithmetic runs and a model built on the meta device (no weight initialisation) traces as well as a
-real one. One node per tensor operation plus the inputs and the output; an edge ``u -> v`` means
-``v`` reads what ``u`` produced, so residual adds and concatenations are real joins.
+real one. Where fx fails (Python control flow over proxies, as in YOLO's and torchvision's detection
+heads) the model is traced with ``torch.export`` at the ATen level instead
+(:mod:`splitprune.export_tracing`); :attr:`LayerGraph.tracer` says which. One node per tensor
+operation plus the inputs and the output; an edge ``u -> v`` means ``v`` reads what ``u`` produced,
+so residual adds and concatenations are real joins.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,8 +21,10 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .errors import InputShapeError, SplitpruneError
+from .errors import InputShapeError, SplitpruneError, TraceError
+from .export_tracing import build_export_dag, export_trace
 from .tracing import build_dag, symbolic_trace
+from .zoo import postprocess_of
 
 if TYPE_CHECKING:
     import networkx
@@ -43,6 +49,11 @@ class LayerGraph:
         name: Model name for reports.
         input_shapes: Shapes of the example inputs.
         board: Name of the board profile after :func:`splitprune.annotate`, else None.
+        tracer: ``fx`` (torch.fx, module-level nodes) or ``export`` (torch.export, ATen-level nodes).
+        postprocess: Data-dependent post-processing that runs after the traced network (a detector's
+            decoding and NMS), as one node's attributes (``name``, ``kind`` = ``postprocess``, ``ops``,
+            ``mem_bytes``, ``dispatches``; ``energy_j``/``latency_s`` after annotate), else None. It is
+            not in :attr:`nodes`: split and prune see the network only; the totals include it.
     """
 
     nodes: dict[str, dict[str, Any]]
@@ -54,6 +65,8 @@ class LayerGraph:
     name: str
     input_shapes: list[tuple[int, ...]]
     board: str | None = field(default=None)
+    tracer: str = field(default="fx")
+    postprocess: dict[str, Any] | None = field(default=None)
 
     @cached_property
     def nx(self) -> networkx.DiGraph:
@@ -69,7 +82,8 @@ class LayerGraph:
         return dag
 
     def _sum(self, key: str) -> Any:
-        return sum(self.nodes[n][key] for n in self.order)
+        extra = self.postprocess[key] if self.postprocess is not None and key in self.postprocess else 0
+        return sum(self.nodes[n][key] for n in self.order) + extra
 
     @property
     def total_macs(self) -> int:
@@ -124,6 +138,7 @@ class LayerGraph:
         return {
             "schema": "splitprune.estimate/1",
             "model": self.name,
+            "tracer": self.tracer,
             "board": self.board,
             "input_shape": list(self.input_shapes[0]) if len(self.input_shapes) == 1 else None,
             "input_shapes": [list(s) for s in self.input_shapes],
@@ -132,6 +147,7 @@ class LayerGraph:
             "total_energy_j": self.total_energy_j if annotated else None,
             "total_latency_s": self.total_latency_s if annotated else None,
             "gpu_kernels": len({r["kernel"] for r in layers if r.get("kernel")}) if annotated else None,
+            "postprocess": dict(self.postprocess) if self.postprocess is not None else None,
             "layers": layers,
         }
 
@@ -158,12 +174,20 @@ def cut_bytes_along_order(graph: LayerGraph) -> list[int]:
     return result
 
 
+def _postprocess(model: nn.Module, output: dict[str, Any]) -> dict[str, Any] | None:
+    record = postprocess_of(model, output["out_bytes"], sum(math.prod(s) for s in output["output_shapes"]))
+    if record is None:
+        return None
+    return {**record.to_dict(), "kind": "postprocess", "macs": 0, "kernels": 0, "output_shapes": []}
+
+
 def trace(
     model: nn.Module,
     example_inputs: torch.Tensor | Sequence[torch.Tensor],
     *,
     name: str | None = None,
     leaf_modules: Iterable[type[nn.Module]] = (),
+    tracer: str = "auto",
 ) -> LayerGraph:
     """Trace ``model`` on ``example_inputs`` (any device, ``meta`` included) into a LayerGraph.
 
@@ -172,18 +196,37 @@ def trace(
         example_inputs: One tensor or a sequence of tensors; only shapes and dtypes are used.
         name: Model name for reports (default: the class name).
         leaf_modules: Module classes to keep as single opaque layers (e.g. ones that fx cannot trace).
+        tracer: ``auto`` (fx, then torch.export), ``fx`` or ``export``.
+
+    torch.fx is tried first; when it cannot trace the model, ``torch.export`` (non-strict) traces it at
+    the ATen level into the same kind of graph (``graph.tracer`` says which; ``tracer`` forces one).
 
     Raises:
-        TraceError: fx cannot trace the model; the message names the module that broke.
+        TraceError: Neither tracer can trace the model; the message names what broke in each.
         InputShapeError: The inputs do not fit the model.
     """
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
         raise InputShapeError("example_inputs must be a tensor or a sequence of tensors")
-    gm = symbolic_trace(model, tuple(leaf_modules))
+    if tracer not in ("auto", "fx", "export"):
+        raise TraceError(f"unknown tracer {tracer!r}: use auto, fx or export")
     meta_inputs = [torch.empty(t.shape, dtype=t.dtype, device="meta") for t in inputs]
-    dag = build_dag(gm, meta_inputs)
+    used = "fx"
+    try:
+        if tracer == "export":
+            raise TraceError("torch.export requested")
+        gm = symbolic_trace(model, tuple(leaf_modules))
+    except TraceError as fx_error:
+        if tracer == "fx":
+            raise
+        used = "export"
+        try:
+            gm = export_trace(model, inputs)
+        except TraceError as export_error:
+            raise TraceError(f"{fx_error} (torch.fx); {export_error}") from None
+    dag = build_dag(gm, meta_inputs) if used == "fx" else build_export_dag(gm, meta_inputs)
     return LayerGraph(
+        postprocess=_postprocess(model, dag.nodes[dag.output]),
         nodes=dag.nodes,
         preds=dag.preds,
         order=dag.order,
@@ -192,4 +235,5 @@ def trace(
         gm=gm,
         name=name or type(model).__name__,
         input_shapes=[tuple(t.shape) for t in inputs],
+        tracer=used,
     )

@@ -1,7 +1,15 @@
 """Resolve a model spec into an ``nn.Module`` and a default input shape.
 
-Specs: ``torchvision:NAME`` (built with ``weights=None``; nothing is downloaded),
-``package.module:callable`` and ``path/to/file.py:callable``. The callable is called with no arguments
+Specs (nothing is ever downloaded: no weights, no configs):
+
+- ``torchvision:NAME``: any torchvision builder, ``weights=None`` and ``weights_backbone=None``;
+  detectors become their traceable network plus a post-processing record (:mod:`splitprune.zoo`).
+- ``ultralytics:NAME``: a YOLO (v3/v5u/v8/v9/v10/11/12/26, any task) built from the yaml shipped
+  with ultralytics (optional extra ``detect``, AGPL-3.0, imported only here), e.g. ``yolo11n``.
+- ``timm:NAME``: ``timm.create_model(NAME, pretrained=False)``.
+- ``hf:MODEL_ID``: a Hugging Face transformers model built from a config class that ships with the
+  library (see :data:`splitprune.zoo.HF_CONFIGS`).
+- ``package.module:callable`` and ``path/to/file.py:callable``. The callable is called with no arguments
 and must return an ``nn.Module``. ``device="meta"`` builds the model without allocating or initialising
 weights, which is all that estimating needs.
 """
@@ -22,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import zoo
 from .errors import ModelLoadError
 
 __all__ = ["LoadedModel", "load_model", "torchvision_classifiers"]
@@ -59,9 +68,8 @@ def load_model(spec: str, *, device: str = "cpu") -> LoadedModel:
             f"bad model {spec!r}: use torchvision:NAME, package.module:callable or path/file.py:callable"
         )
     source, _, attr = spec.rpartition(":")
-    if source == "torchvision":
-        factory = _torchvision_factory(attr)
-        shape = _torchvision_input_shape(attr)
+    if source in SOURCES:
+        factory, shape = SOURCES[source](attr)
     else:
         factory = _callable_from(source, attr, spec)
         shape = DEFAULT_INPUT_SHAPE
@@ -82,6 +90,8 @@ def torchvision_classifiers() -> list[str]:
 
 
 def _torchvision_factory(name: str) -> Callable[[], Any]:
+    import inspect
+
     import torchvision
 
     known = torchvision.models.list_models()
@@ -89,7 +99,15 @@ def _torchvision_factory(name: str) -> Callable[[], Any]:
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "see torchvision.models.list_models()"
         raise ModelLoadError(f"unknown torchvision model {name!r}: {hint}")
-    return lambda: torchvision.models.get_model(name, weights=None)
+    options: dict[str, Any] = {"weights": None}
+    if "weights_backbone" in inspect.signature(torchvision.models.get_model_builder(name)).parameters:
+        options["weights_backbone"] = None  # detection and segmentation builders fetch these otherwise
+    return lambda: zoo.network_of(torchvision.models.get_model(name, **options))
+
+
+def _torchvision(name: str) -> tuple[Callable[[], Any], tuple[int, ...]]:
+    shape = zoo.TORCHVISION_INPUT_SHAPES.get(name) or _torchvision_input_shape(name)
+    return _torchvision_factory(name), shape
 
 
 def _torchvision_input_shape(name: str) -> tuple[int, ...]:
@@ -101,6 +119,15 @@ def _torchvision_input_shape(name: str) -> tuple[int, ...]:
     except (ValueError, AttributeError, IndexError, TypeError):
         return DEFAULT_INPUT_SHAPE
     return (1, 3, int(crop), int(crop))
+
+
+SOURCES: dict[str, Callable[[str], tuple[Callable[[], Any], tuple[int, ...]]]] = {
+    "torchvision": _torchvision,
+    "ultralytics": zoo.ultralytics,
+    "timm": zoo.timm,
+    "hf": zoo.hugging_face,
+}
+"""Spec prefixes and their resolvers: name -> (factory, default input shape)."""
 
 
 def _callable_from(source: str, attr: str, spec: str) -> Callable[[], Any]:

@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-__all__ = ["NO_WORK_KINDS", "OpCall", "OpRule", "function_rule", "method_rule", "module_rule"]
+__all__ = [
+    "NO_WORK_KINDS", "OpCall", "OpRule", "aten_rule", "function_rule", "method_rule", "module_rule",
+]  # fmt: skip
 
 # Kinds that launch no work and move no data: graph inputs/outputs, views, identities, shape values.
 NO_WORK_KINDS = frozenset({"input", "output", "reshape", "identity", "shape"})
@@ -105,6 +107,16 @@ def _conv_groups(call: OpCall) -> int:
 def _conv_kernels(call: OpCall) -> int:
     out = call.output
     return int(out.shape[1]) // _conv_groups(call) if out.dim() >= 2 else 0
+
+
+def _convolution_kernels(call: OpCall) -> int:
+    out = call.output
+    return int(out.shape[1]) // int(call.arg(8, "groups", 1)) if out.dim() >= 2 else 0
+
+
+def _convolution_macs(call: OpCall) -> int:
+    """``aten.convolution`` (transposed flag at position 6) in either direction."""
+    return _conv_transpose_macs(call) if call.arg(6, "transposed", False) else _conv_macs(call)
 
 
 def _conv_transpose_macs(call: OpCall) -> int:
@@ -289,6 +301,67 @@ NAMED_FUNCTION_RULES: dict[str, OpRule] = {
         "attention", macs=_swin_window_attention_macs
     ),
 }
+
+
+# ATen ops, as torch.export records them (pre-dispatch IR), keyed by overload packet name: their
+# schemas put weight, stride and groups where the functional forms do, so the rules above apply.
+_aten_view_ops = (
+    "view", "_unsafe_view", "reshape", "permute", "transpose", "t", "squeeze", "unsqueeze", "flatten",
+    "unflatten", "chunk", "split", "split_with_sizes", "unbind", "expand", "expand_as", "select",
+    "slice", "narrow", "alias", "detach", "view_as", "lift_fresh_copy", "contiguous", "movedim",
+)  # fmt: skip
+_aten_act_ops = (
+    "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "celu", "gelu",
+    "silu", "silu_", "hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_", "hardtanh",
+    "hardtanh_", "sigmoid", "sigmoid_", "tanh", "tanh_", "mish", "mish_", "softplus", "prelu",
+    "_prelu_kernel", "clamp", "clamp_", "clamp_min", "clamp_max",
+)  # fmt: skip
+_aten_pool_ops = (
+    "max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices", "max_pool3d_with_indices",
+    "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d", "_adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
+)  # fmt: skip
+ATEN_RULES: dict[str, OpRule] = {
+    **{name: CONV for name in ("conv1d", "conv2d", "conv3d")},
+    **{name: CONV_T for name in ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")},
+    "convolution": OpRule("conv", macs=_convolution_macs, kernels=_convolution_kernels),
+    "_convolution": OpRule("conv", macs=_convolution_macs, kernels=_convolution_kernels),
+    "linear": LINEAR,
+    **{name: MATMUL for name in ("matmul", "mm", "bmm")},
+    **{name: OpRule("matmul", macs=_addmm_macs) for name in ("addmm", "baddbmm")},
+    "einsum": OpRule("matmul", macs=_einsum_macs),
+    **{
+        name: OpRule("attention", macs=_sdpa_macs)
+        for name in ("scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu")
+    },
+    **{
+        name: BN
+        for name in ("batch_norm", "_native_batch_norm_legit_no_training", "native_batch_norm",
+                     "_native_batch_norm_legit", "cudnn_batch_norm")
+    },  # fmt: skip
+    **{
+        name: NORM
+        for name in ("layer_norm", "native_layer_norm", "group_norm", "native_group_norm",
+                     "instance_norm", "rms_norm", "_fused_rms_norm")
+    },  # fmt: skip
+    **{name: ACT for name in _aten_act_ops},
+    **{name: SOFTMAX for name in ("softmax", "_softmax", "log_softmax", "_log_softmax")},
+    **{name: POOL for name in _aten_pool_ops},
+    **{name: REDUCE for name in ("mean", "sum", "amax", "amin", "max", "min", "var_mean", "var")},
+    **{name: ADD for name in ("add", "add_", "sub", "sub_", "rsub")},
+    **{name: MUL for name in ("mul", "mul_", "div", "div_")},
+    **{name: CAT for name in ("cat", "concat", "stack")},
+    **{name: VIEW for name in _aten_view_ops},
+    **{name: IDENTITY for name in ("dropout", "feature_dropout", "type_as")},
+}
+
+
+def aten_rule(target: Any) -> OpRule:
+    """Rule for an ATen op (an ``OpOverload`` such as ``torch.ops.aten.conv2d.default``)."""
+    packet = getattr(target, "overloadpacket", None)
+    if packet is None:
+        return function_rule(target)  # operator.getitem and other Python callables in the graph
+    return ATEN_RULES.get(packet.__name__, OTHER)
 
 
 def module_rule(module: nn.Module) -> OpRule:

@@ -126,7 +126,9 @@ def _print_table(doc: dict[str, Any], top: int) -> None:
     layers = [row for row in doc["layers"] if row["energy_j"] > 0]
     shown = sorted(layers, key=lambda r: r["energy_j"], reverse=True)[: top or None]
     shown.sort(key=lambda r: doc["layers"].index(r))
-    table = Table(title=f"{doc['model']} on {doc['board']}, input {doc['input_shape']}")
+    table = Table(
+        title=f"{doc['model']} on {doc['board']}, input {doc['input_shape']}, traced with {doc['tracer']}"
+    )
     for column in ("layer", "kind", "MMAC", "output KB", "energy mJ", "latency ms", "share %"):
         table.add_column(column, justify="left" if column in ("layer", "kind") else "right")
     for row in shown:

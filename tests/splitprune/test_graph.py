@@ -114,8 +114,9 @@ class Outer(nn.Module):
 
 def test_leaf_modules_keep_untraceable_code_opaque():
     with pytest.raises(TraceError, match="Repeat"):
-        trace(Outer(), torch.zeros(2, 3))
+        trace(Outer(), torch.zeros(2, 3), tracer="fx")
     graph = trace(Outer(), torch.zeros(2, 3), leaf_modules=[Repeat])
+    assert graph.tracer == "fx"
     assert [graph.nx.nodes[n]["kind"] for n in graph.order] == ["input", "other", "output"]
 
 
