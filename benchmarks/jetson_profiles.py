@@ -37,6 +37,9 @@ FLEET_BOARDS = {"jetson-tx2": "tx2", "jetson-nano": "nano", "jetson-agx-xavier":
                 "jetson-xavier-nx": "xavier_nx", "jetson-agx-orin": "agx_orin", "jetson-orin-nano": "orin_nano",
                 "jetson-orin-nx": "orin_nx"}
 """Board names of the published files -> profile keys (the Orin NX rows are a 16GB reComputer J4012)."""
+CPU_ARCH = {"tx2": "denver2_a57", "nano": "a57", "agx_xavier": "carmel", "xavier_nx": "carmel",
+            "agx_orin": "a78ae", "orin_nano": "a78ae", "orin_nx": "a78ae", "orin_nx_8gb": "a78ae"}
+"""CPU core type per board (datasheets): eager dispatch per clock is shared by boards with the same cores."""
 FLEET_WRITTEN = ("xavier_nx", "agx_orin", "orin_nano", "orin_nx", "orin_nx_8gb")
 """Profiles written from the shared fit (tx2, agx_xavier and nano keep their own network fits)."""
 
@@ -86,23 +89,23 @@ SPECS = {
         "MODE_20W_4CORE": (7, [], 1.10925e9, 1.866e9, 1.4208e9, 4, None, 20.0),
         "MODE_20W_6CORE": (8, ["20W", "MAXN"], 1.10925e9, 1.866e9, 1.4208e9, 6, None, 20.0),
     }, "Xavier NX datasheet (384-core Volta GPU with 48 tensor cores = 6 SMs, 1100 MHz; 128-bit LPDDR4x, 1866 MHz EMC in the 20 W modes = 59.7 GB/s); per-SM rates as AGX Xavier (same GV10B SM)", None),
-    "agx_orin": ("NVIDIA Jetson AGX Orin 64GB", 16, {"fp32": 128, "fp16": 256}, {"fp16": 1024, "int8": 2048}, 1.3005e9, 204.8e9, 8.0, "MAXN", {
+    "agx_orin": ("NVIDIA Jetson AGX Orin 64GB", 16, {"fp32": 128, "fp16": 256}, {"fp32": 512, "fp16": 1024, "int8": 2048}, 1.3005e9, 204.8e9, 8.0, "MAXN", {
         "MAXN": (0, ["MAX-N"], 1.3005e9, 3.199e9, 2.2016e9, 12, None, None),
         "MODE_15W": (1, ["15W", "MAXQ"], 0.408e9, 2.133e9, 1.1136e9, 4, 6, 15.0),
         "MODE_30W": (2, ["30W"], 0.612e9, 3.199e9, 1.728e9, 8, 8, 30.0),
         "MODE_50W": (3, ["50W", "MAXP"], 0.816e9, 3.199e9, 1.4976e9, 12, None, 50.0),
     }, "Jetson AGX Orin datasheet DS-10662 (2048 CUDA cores = 16 Ampere SMs, 64 tensor cores; 5.32 TFLOPS fp32, 170 sparse int8 TOPS = 85 dense -> 512 int8 MAC/clk per tensor core, 256 fp16; 256-bit LPDDR5 204.8 GB/s)", None),
-    "orin_nano": ("NVIDIA Jetson Orin Nano 8GB", 8, {"fp32": 128, "fp16": 256}, {"fp16": 1024, "int8": 2048}, 1.02e9, 102.4e9, 3.0, "MAXN_SUPER", {
+    "orin_nano": ("NVIDIA Jetson Orin Nano 8GB", 8, {"fp32": 128, "fp16": 256}, {"fp32": 512, "fp16": 1024, "int8": 2048}, 1.02e9, 102.4e9, 3.0, "MAXN_SUPER", {
         "15W": (0, [], 0.612e9, 2.133e9, 1.4976e9, 6, None, 15.0),
         "25W": (1, ["MAXP"], 0.918e9, 3.199e9, 1.344e9, 6, None, 25.0),
         "MAXN_SUPER": (2, ["MAXN", "MAX-N"], 1.02e9, 3.199e9, 1.728e9, 6, None, None),
         "7W": (3, ["MAXQ"], 0.408e9, 2.133e9, 0.96e9, 4, None, 7.0),
     }, "Jetson Orin Nano datasheet v1.1 (1024 CUDA cores = 8 Ampere SMs, 32 tensor cores, 20 dense int8 TOPS at 625 MHz; 128-bit LPDDR5); JetPack 6.2 Super clocks (GPU 1020 MHz, 102 GB/s)", None),
-    "orin_nx": ("NVIDIA Jetson Orin NX 16GB", 8, {"fp32": 128, "fp16": 256}, {"fp16": 1024, "int8": 2048}, 1.173e9, 102.4e9, 4.0, "MAXN", {
+    "orin_nx": ("NVIDIA Jetson Orin NX 16GB", 8, {"fp32": 128, "fp16": 256}, {"fp32": 512, "fp16": 1024, "int8": 2048}, 1.173e9, 102.4e9, 4.0, "MAXN", {
         "MAXN": (0, ["MAX-N"], 0.918e9, 3.199e9, 1.9840e9, 8, None, None),
         "MAXN_SUPER": (None, ["SUPER"], 1.173e9, 3.199e9, 1.9840e9, 8, None, None),
     }, "Jetson Orin NX Series datasheet DS-10712 (16GB: 1024 CUDA cores = 8 Ampere SMs, 32 tensor cores, GPU 918 MHz, 8-core Arm A78AE, 128-bit LPDDR5 102.4 GB/s); per-SM tensor rates as the AGX Orin (same GA10B SM)", "jetson-orin-nx"),
-    "orin_nx_8gb": ("NVIDIA Jetson Orin NX 8GB", 8, {"fp32": 128, "fp16": 256}, {"fp16": 1024, "int8": 2048}, 1.173e9, 102.4e9, 4.0, "MAXN", {
+    "orin_nx_8gb": ("NVIDIA Jetson Orin NX 8GB", 8, {"fp32": 128, "fp16": 256}, {"fp32": 512, "fp16": 1024, "int8": 2048}, 1.173e9, 102.4e9, 4.0, "MAXN", {
         "MAXN": (0, ["MAX-N"], 0.765e9, 3.199e9, 1.9840e9, 6, None, None),
         "MAXN_SUPER": (None, ["SUPER"], 1.173e9, 3.199e9, 1.9840e9, 6, None, None),
     }, "Jetson Orin NX Series datasheet DS-10712 (8GB: 1024 CUDA cores = 8 Ampere SMs, 32 tensor cores, GPU 765 MHz, 6-core Arm A78AE, 128-bit LPDDR5 102.4 GB/s); per-SM tensor rates as the AGX Orin (same GA10B SM)", None),
@@ -125,7 +128,7 @@ def base_toml(key: str, *, compute_eff: float = PRIOR_EFFICIENCY, fp16_eff: floa
               kind: str = "derived", header: str = "", extra_sources: list[str] | None = None) -> str:
     name, sms, cuda, tensor, fmax, bw, idle, mode, modes, device_src, _ = SPECS[key]
     base = modes[mode]
-    peak = sms * cuda["fp32"] * base[2]
+    peak = sms * max(cuda["fp32"], tensor.get("fp32", 0)) * base[2]
     conv = 1.0 / (peak * compute_eff)
     mem = 1.0 / (bw * base[3] / max(m[3] for m in modes.values()) * mem_eff)
     static_w = static_w if static_w is not None else idle + 2.0 * sms ** 0.5
@@ -182,7 +185,7 @@ def base_toml(key: str, *, compute_eff: float = PRIOR_EFFICIENCY, fp16_eff: floa
         "energy_j.memory_per_byte": f"{prior}: (static power - idle) x time per byte",
         "energy_j.static_per_layer": "0",
         "energy_j.conv_kernel_granularity": "same tile assumption as latency_s.conv_kernel_granularity",
-        "device": f"{device_src}. gpu_voltage_floor {VOLTAGE_FLOOR}: derived from NVIDIA's tegra210-dvfs.c GPU CVB table (Nano: ~772 mV intercept / 1150 mV at the top clock), assumed for the other Tegra GPUs. idle_power_w {idle}: assumption (no datasheet gives idle power)",
+        "device": f"{device_src}.{' tensor fp32 = TF32 at half the fp16 tensor rate (Ampere whitepaper; TensorRT and cuDNN run fp32 convolutions as TF32 by default).' if 'fp32' in tensor else ''} gpu_voltage_floor {VOLTAGE_FLOOR}: derived from NVIDIA's tegra210-dvfs.c GPU CVB table (Nano: ~772 mV intercept / 1150 mV at the top clock), assumed for the other Tegra GPUs. idle_power_w {idle}: assumption (no datasheet gives idle power)",
         "precisions.fp16": f"{prior}: fp16 reaches {fp16_eff:.3g} x the fp32 share of its peak",
         "runtimes.tensorrt": f"{prior}: enqueue {enqueue_s:.3g} s per inference",
     }
@@ -222,7 +225,7 @@ def fleet_rows() -> list[tuple[str, BoardProfile, NetworkRow]]:
 
 def run_fleet() -> tuple[FleetFit, dict[str, list[FleetRow]]]:
     """The shared fit over every published row, and the rows by board."""
-    features, skipped = fleet_features(fleet_rows())
+    features, skipped = fleet_features(fleet_rows(), cpu_of=CPU_ARCH)
     fit = fit_fleet(features, skipped=skipped)
     by_board: dict[str, list[FleetRow]] = {}
     for r in features:
@@ -259,6 +262,9 @@ def write_fleet_profile(key: str, fit: FleetFit, energy: dict | None, derived_en
     """Write ``configs/boards/KEY.toml`` from the shared coefficients and the board's datasheet."""
     c = fit.coefficients
     name, sms, _, tensor, _, _, idle, mode, modes, _, _ = SPECS[key]
+    fp32_unit = c.get("efficiency.fp32.tensor", 1.0) if "fp32" in tensor else 1.0
+    compute_eff = c["compute_efficiency"] * fp32_unit
+    floor_scale = c.get(f"launch_floor.{CPU_ARCH[key]}", 1.0)
     gpu_hz = modes[mode][2]
     overhead_s = c["kernel_cycles.enqueue"] / gpu_hz
     graph_s = c["kernel_cycles.cuda-graph"] / gpu_hz
@@ -270,15 +276,15 @@ def write_fleet_profile(key: str, fit: FleetFit, energy: dict | None, derived_en
     base_floor = 1.05e-4 * 2.2656e9 / max(m[4] for m in modes.values())
     kwargs: dict = {}
     notes = {
-        "latency_s.conv_per_mac": f"{shared}: 1 / (this board's fp32 peak x shared compute efficiency {c['compute_efficiency']:.4f})",
+        "latency_s.conv_per_mac": f"{shared}: 1 / (this board's fp32 peak{' on TF32 tensor cores (TensorRT and cuDNN default on Ampere)' if 'fp32' in tensor else ''} x shared efficiency {compute_eff:.4f})",
         "latency_s.memory_per_byte": f"{shared}: 1 / (this board's DRAM bandwidth x shared memory efficiency {c['memory_efficiency']:.4f})",
         "latency_s.static_per_layer": f"{shared}: {c['kernel_cycles.enqueue']:.0f} GPU cycles per kernel (TensorRT enqueue and eager kernels) at this board's {gpu_hz / 1e6:.2f} MHz",
-        "latency_s.launch_floor": f"{shared}: the eager dispatch floor scaled by CPU clock from the AGX Xavier's 105 us (torch2trt PyTorch fp16 table) x shared factor {c['launch_floor']:.4f}",
-        "precisions.fp16": f"{shared}: fp16 reaches {c.get('efficiency.fp16.tensor', 1.0):.4f} x the fp32 share of its tensor-core peak",
+        "latency_s.launch_floor": f"{shared}: the eager dispatch floor scaled by CPU clock from the AGX Xavier's 105 us (torch2trt PyTorch fp16 table) x factor {floor_scale:.4f} shared by boards with {CPU_ARCH[key]} cores",
+        "precisions.fp16": f"{shared}: fp16 reaches {c.get('efficiency.fp16.tensor', 1.0) / fp32_unit:.4f} x the fp32 share of its tensor-core peak",
         "runtimes.tensorrt": f"per_inference_s: assumption, {PRIOR['per_inference_s.enqueue'] * 1e6:.0f} us per enqueueV3 (not fitted: one network cannot tell it from the per-kernel cycles); kernel overhead as latency_s.static_per_layer",
     }
     if "int8" in tensor:
-        kwargs["int8_eff"] = c.get("efficiency.int8.tensor", 1.0)
+        kwargs["int8_eff"] = c.get("efficiency.int8.tensor", 1.0) / fp32_unit
         notes["precisions.int8"] = f"{shared}: int8 reaches {kwargs['int8_eff']:.4f} x the fp32 share of its tensor-core peak"
     graph_source = (f"{shared}: {c['kernel_cycles.cuda-graph']:.0f} GPU cycles per kernel of a replayed CUDA graph (MLPerf LWIS rows); "
                     f"per_inference_s assumption {PRIOR['per_inference_s.cuda-graph'] * 1e6:.0f} us per cudaGraphLaunch")
@@ -303,12 +309,15 @@ def write_fleet_profile(key: str, fit: FleetFit, energy: dict | None, derived_en
         notes.update({f"energy_j.{f}": enote for f in ("static_power_w", "conv_per_mac", "linear_per_mac", "memory_per_byte")})
     header = (f"# {name}: latency fitted with the other Jetson boards to published rows (benchmarks/jetson_profiles.py,\n"
               f"# splitprune/calibrate/fleet.py); device, clocks and modes from the datasheet and nvpmodel tables.")
-    text = base_toml(key, compute_eff=c["compute_efficiency"], mem_eff=c["memory_efficiency"],
-                     fp16_eff=c.get("efficiency.fp16.tensor", 1.0), overhead_s=overhead_s,
-                     enqueue_s=PRIOR["per_inference_s.enqueue"], floor_s=base_floor * c["launch_floor"],
+    text = base_toml(key, compute_eff=compute_eff, mem_eff=c["memory_efficiency"],
+                     fp16_eff=c.get("efficiency.fp16.tensor", 1.0) / fp32_unit, overhead_s=overhead_s,
+                     enqueue_s=PRIOR["per_inference_s.enqueue"], floor_s=base_floor * floor_scale,
                      graph=(PRIOR["per_inference_s.cuda-graph"], graph_s, graph_source), notes=notes,
                      derived_from=f"Shared physics {shared}. The replayed-CUDA-graph launch costs {c['kernel_cycles.cuda-graph']:.0f} cycles per kernel ({graph_s * 1e6:.2f} us here) against enqueue's {c['kernel_cycles.enqueue']:.0f}.",
                      header=header, extra_sources=[_digest(p) for p in PUBLISHED_FILES], **kwargs)
+    text += "\n[fit_quality]\n" + "\n".join(
+        [f"fleet_rows = {float(len(fit.rows))!r}", f"board_rows = {float(len(rows))!r}",
+         "fleet_coefficients = { " + ", ".join(f"{_q(k)} = {v!r}" for k, v in c.items()) + " }"]) + "\n"
     (BOARDS / f"{key}.toml").write_text(text)
     return BoardProfile.model_validate(tomllib.loads(text))
 

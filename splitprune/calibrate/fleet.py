@@ -11,7 +11,9 @@ EMC and CPU clocks of each power mode, memory bandwidth) and shares with the oth
 - ``memory_efficiency``: the share of the peak DRAM bandwidth a kernel streams at;
 - ``kernel_cycles.<launch>``: GPU cycles per kernel apart from its work, per TensorRT launch
   (``enqueue`` or ``cuda-graph``; eager kernels take ``enqueue``'s);
-- ``launch_floor``: a multiplier of the eager dispatch floor per op (which scales with the CPU clock).
+- ``launch_floor.<cpu>``: a multiplier of the eager dispatch floor per op (which scales with the CPU
+  clock), per CPU core type (Carmel, Cortex-A57, A78AE: their work per clock differs);
+- on Ampere, fp32 runs on TF32 tensor cores (TensorRT's and cuDNN's default), ``efficiency.fp32.tensor``.
 
 A row is priced as :func:`~splitprune.calibrate.netfit.predict_latency` prices it, its board's unit
 features (:func:`~splitprune.calibrate.netfit.row_features`, at the row's own clocks where it states
@@ -52,11 +54,16 @@ per-kernel cycles. Assumptions: ``enqueueV3`` ~50 us, one ``cudaGraphLaunch`` ~2
 
 
 def precision_unit(profile: BoardProfile, precision: str) -> str | None:
-    """``fp16.tensor``, ``int8.tensor``, ``fp16.cuda``: which peak a precision runs at; None for fp32."""
-    if precision == "fp32" or profile.device is None:
+    """Which peak a precision runs at: ``fp16.tensor``, ``int8.tensor``, ``fp16.cuda``, ``fp32.tensor``.
+
+    ``fp32.tensor`` is TF32; None is fp32 on CUDA cores (the reference).
+    """
+    if profile.device is None:
         return None
-    unit = "tensor" if precision in profile.device.tensor_core_macs_per_clock_per_sm else "cuda"
-    return f"{precision}.{unit}"
+    tensor = precision in profile.device.tensor_core_macs_per_clock_per_sm
+    if precision == "fp32":
+        return "fp32.tensor" if tensor else None
+    return f"{precision}.{'tensor' if tensor else 'cuda'}"
 
 
 def with_row_clocks(profile: BoardProfile, row: NetworkRow) -> tuple[BoardProfile, str | None]:
@@ -81,13 +88,13 @@ def with_row_clocks(profile: BoardProfile, row: NetworkRow) -> tuple[BoardProfil
 
 
 def _base_rates(profile: BoardProfile) -> tuple[float, float, float]:
-    """fp32 CUDA-core MACs/s, DRAM bytes/s and GPU Hz of the profile's own power mode."""
+    """fp32 peak MACs/s (TF32 where listed), DRAM bytes/s and GPU Hz of the profile's own power mode."""
     if profile.device is None or not profile.power_modes:
         raise ConfigError(f"{profile.name}: a fleet fit needs [device] and [power_modes] tables")
     device, mode = profile.device, profile.power_modes[profile.board.power_mode]
     top_emc = max(m.emc_clock_hz for m in profile.power_modes.values())
     sms = mode.sm_count or device.sm_count
-    peak = sms * device.macs_per_clock_per_sm["fp32"] * mode.gpu_clock_hz
+    peak = sms * (device.peak_macs_per_clock_per_sm("fp32") or 0.0) * mode.gpu_clock_hz
     return peak, device.memory_bandwidth_bps * mode.emc_clock_hz / top_emc, mode.gpu_clock_hz
 
 
@@ -102,6 +109,7 @@ class FleetRow:
         bandwidth_bps: The board's DRAM bandwidth in its own power mode.
         gpu_clock_hz: The board's GPU clock in its own power mode.
         unit: :func:`precision_unit` of the row's precision on the board.
+        cpu: The board's CPU core type (eager dispatch time per clock differs between them).
     """
 
     board: str
@@ -110,6 +118,7 @@ class FleetRow:
     bandwidth_bps: float
     gpu_clock_hz: float
     unit: str | None
+    cpu: str = "cpu"
 
     @property
     def row(self) -> NetworkRow:
@@ -118,9 +127,13 @@ class FleetRow:
 
 
 def fleet_features(
-    rows: Sequence[tuple[str, BoardProfile, NetworkRow]],
+    rows: Sequence[tuple[str, BoardProfile, NetworkRow]], *, cpu_of: Mapping[str, str] | None = None
 ) -> tuple[list[FleetRow], dict[int, str]]:
-    """Features of every ``(board key, base profile, row)`` that can be priced, and why the rest cannot."""
+    """Features of every ``(board key, base profile, row)`` that can be priced, and why the rest cannot.
+
+    ``cpu_of`` names each board's CPU core type (``carmel``, ``a78ae``): boards that share it share
+    the eager dispatch factor.
+    """
     out: list[FleetRow] = []
     skipped: dict[int, str] = {}
     for key, profile, row in rows:
@@ -134,7 +147,8 @@ def fleet_features(
             skipped[row.line] = f"{key} {row.label}: {exc}"
             continue
         peak, bandwidth, clock = _base_rates(profile)
-        out.append(FleetRow(key, feats, peak, bandwidth, clock, precision_unit(profile, row.precision)))
+        unit = precision_unit(profile, row.precision)
+        out.append(FleetRow(key, feats, peak, bandwidth, clock, unit, (cpu_of or {}).get(key, "cpu")))
     return out, skipped
 
 
@@ -150,12 +164,12 @@ def coefficient_names(rows: Sequence[FleetRow]) -> list[str]:
     names += sorted({f"efficiency.{r.unit}" for r in rows if r.unit is not None})
     launches = {r.row.launch for r in rows if r.row.mode == "tensorrt"}
     names += [f"kernel_cycles.{launch}" for launch in ("enqueue", "cuda-graph") if launch in launches]
-    names += ["launch_floor"] if any(r.row.mode == "eager" for r in rows) else []
+    names += sorted({f"launch_floor.{r.cpu}" for r in rows if r.row.mode == "eager"})
     return names
 
 
 def _value(coef: Mapping[str, float], name: str) -> float:
-    return coef.get(name, PRIOR.get(name, 1.0))
+    return coef.get(name, PRIOR.get(name, PRIOR.get(name.split(".")[0], 1.0)))
 
 
 def predict(row: FleetRow, coef: Mapping[str, float]) -> float:
@@ -170,7 +184,7 @@ def predict(row: FleetRow, coef: Mapping[str, float]) -> float:
     cycles = _value(coef, f"kernel_cycles.{launch}")
     gpu = np.maximum(compute, memory) + f.overhead * cycles / row.gpu_clock_hz
     if row.row.mode == "eager":
-        gpu = _smooth_max(f.floor * _value(coef, "launch_floor"), gpu)
+        gpu = _smooth_max(f.floor * _value(coef, f"launch_floor.{row.cpu}"), gpu)
     return float(gpu.sum() + f.enqueue * _value(coef, f"per_inference_s.{launch}"))
 
 
@@ -186,6 +200,8 @@ class _Stacked:
         self.overhead = np.concatenate([r.features.overhead / r.gpu_clock_hz for r in rows])
         self.floor = np.concatenate([r.features.floor for r in rows])
         self.eager = np.repeat([r.row.mode == "eager" for r in rows], sizes)
+        floors = [f"launch_floor.{r.cpu}" for r in rows]
+        self.floor_of = {n: np.repeat([f == n for f in floors], sizes)[self.eager] for n in set(floors)}
         units = [f"efficiency.{r.unit}" if r.unit else "" for r in rows]
         launches = [f"kernel_cycles.{r.row.launch or 'enqueue'}" for r in rows]
         wanted = [n for n in names if n.startswith("efficiency.")]
@@ -206,7 +222,10 @@ class _Stacked:
             cycles[mask] = _value(coef, name)
         gpu = np.maximum(self.compute / efficiency, self.memory / _value(coef, "memory_efficiency"))
         gpu = gpu + self.overhead * cycles
-        eager = _smooth_max(self.floor[self.eager] * _value(coef, "launch_floor"), gpu[self.eager])
+        scale = np.ones(int(self.eager.sum()))
+        for name, mask in self.floor_of.items():
+            scale[mask] = _value(coef, name)
+        eager = _smooth_max(self.floor[self.eager] * scale, gpu[self.eager])
         gpu[self.eager] = eager
         return np.add.reduceat(gpu, self.starts) + self.enqueue
 
