@@ -23,14 +23,18 @@ without one ``launch_floor["default"]`` per ATen op it dispatches, plus
 A smooth maximum (``SMOOTH_MAX_EXPONENT``) keeps the fit differentiable. On a CPU device nothing
 overlaps (``dispatch_overlaps = false``): dispatch and work add up. Ops that launch no kernel
 (views, dropout in eval) still cost their dispatch, ``network_per_op``. A CUDA graph (``mode="graph"``,
-:meth:`BoardProfile.for_mode`) replays kernels without the CPU: only ``gpu`` remains::
+:class:`splitprune.deploy.Deployment`) replays kernels without the CPU: only ``gpu`` remains::
 
     latency = smoothmax(launch_floor[kind] + network_per_op, gpu)          (eager, kernel ops)
 
 **Energy.** Energy is power times time plus the work done: ``static_power_w`` (the power drawn whatever
 runs, idle included) times the op's latency, plus the same compute and memory terms (joules per MAC and
 per byte, added, because both are spent) and ``static_per_layer`` joules per op. A profile with
-``static_power_w = 0`` (schema 1) prices energy from its own slopes alone.
+``static_power_w = 0`` (schema 1) prices energy from its own slopes alone, with the latency formula.
+The two formulas are two methods, :meth:`CostModel.latency_cost` and :meth:`CostModel.energy_cost`
+(which takes the op's latency as an argument)::
+
+    energy = static_power_w * latency + compute + memory + static_per_layer     (static_power_w > 0)
 
 Schema 1 profiles still load: they have no launch floors, no network term and no static power, which
 is exactly the schema-1 model (a sum of one slope term and ``static_per_layer``) except that the memory
@@ -44,7 +48,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, model_validator
 
 from .config import StrictModel, check_schema_and_provenance, load_toml_model, resolve_profile
 from .errors import ConfigError
@@ -143,7 +147,6 @@ class CostModel(StrictModel):
     concurrent_tiles: int = Field(default=0, ge=0)
     per_inference: float = Field(default=0.0, ge=0)
     output_overhead_macs: float = Field(default=0.0, ge=0)
-    _time: CostModel | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check_floors(self) -> CostModel:
@@ -213,15 +216,26 @@ class CostModel(StrictModel):
         return self.launch_floor.get("default", 0.0) * max(1, dispatches)
 
     def work_cost(
-        self, kind: str, *, macs: int, mem_bytes: int, kernels: int = 0, shape: GemmShape | None = None
+        self,
+        kind: str,
+        *,
+        macs: int,
+        mem_bytes: int,
+        kernels: int = 0,
+        shape: GemmShape | None = None,
+        additive: bool = False,
     ) -> float:
-        """Cost of the op's work alone: roofline time (latency) or compute + memory energy."""
+        """Cost of the op's work alone, plus ``static_per_layer``.
+
+        The roofline ``max(compute, memory)`` (time) or, with ``additive``, ``compute + memory``
+        (energy: both are spent).
+        """
         compute = self.compute_cost(kind, macs=macs, kernels=kernels, shape=shape)
         memory = self.memory_per_byte * mem_bytes
-        combined = compute + memory if self._time is not None else max(compute, memory)
+        combined = compute + memory if additive else max(compute, memory)
         return combined + self.static_per_layer
 
-    def layer_cost(
+    def latency_cost(
         self,
         kind: str,
         *,
@@ -231,26 +245,49 @@ class CostModel(StrictModel):
         dispatches: int = 1,
         shape: GemmShape | None = None,
     ) -> float:
-        """Cost of one op of ``kind`` (``macs``, ``mem_bytes`` moved, ``kernels``, ATen ``dispatches``).
+        """The latency formula for one op: CPU dispatch against the GPU roofline (module docstring).
 
-        ``shape`` is the op's GEMM ``(batches, rows, cols)`` (:func:`gemm_shape`), for tile and wave
-        padding; without it only the conv kernel padding applies.
+        ``macs``, ``mem_bytes`` moved, ``kernels`` and ATen ``dispatches`` size the op; ``shape`` is
+        the op's GEMM ``(batches, rows, cols)`` (:func:`gemm_shape`), for tile and wave
+        padding; without it only the conv kernel padding applies. On a schema-1 energy table (no static
+        power) this is also the energy formula (:meth:`energy_cost` falls back to it).
         """
         if kind in FREE_KINDS:
             return 0.0
-        if self._time is not None:  # energy: static power over the op's time, plus its work
-            seconds = self._time.layer_cost(
-                kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels, dispatches=dispatches, shape=shape
-            )
-            work = 0.0 if kind in DISPATCH_ONLY_KINDS else self.work_cost(
-                kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels, shape=shape
-            )
-            return self.static_power_w * seconds + work
         if kind in DISPATCH_ONLY_KINDS:
             return self.network_per_op
         gpu = self.work_cost(kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels, shape=shape)
         cpu = self.network_per_op + self.floor(kind, dispatches)
         return smooth_max(cpu, gpu) if self.dispatch_overlaps else cpu + gpu
+
+    def energy_cost(
+        self,
+        kind: str,
+        *,
+        latency_s: float,
+        macs: int,
+        mem_bytes: int,
+        kernels: int = 0,
+        dispatches: int = 1,
+        shape: GemmShape | None = None,
+    ) -> float:
+        """The energy formula for one op that takes ``latency_s``: static power over it plus the work.
+
+        ``static_power_w * latency_s`` plus compute + memory + ``static_per_layer`` (no work for ops
+        that launch no kernel). A table without static power (schema 1) prices energy from its own
+        slopes with the latency
+        formula, as schema 1 did.
+        """
+        if kind in FREE_KINDS:
+            return 0.0
+        if self.static_power_w <= 0:
+            return self.latency_cost(
+                kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels, dispatches=dispatches, shape=shape
+            )
+        work = 0.0 if kind in DISPATCH_ONLY_KINDS else self.work_cost(
+            kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels, shape=shape, additive=True
+        )
+        return self.static_power_w * latency_s + work
 
 
 def gemm_shape(kind: str, output_shapes: list[tuple[int, ...]] | list[list[int]]) -> GemmShape | None:
@@ -266,12 +303,6 @@ def gemm_shape(kind: str, output_shapes: list[tuple[int, ...]] | list[list[int]]
     if kind == "matmul" and len(out) >= 3:
         return numel // (out[-2] * out[-1]), out[-2], out[-1]
     return 1, numel // out[-1], out[-1]
-
-
-def couple_energy(energy: CostModel, latency: CostModel) -> None:
-    """Let ``energy`` price its static power over ``latency``'s time (no-op without static power)."""
-    if energy.static_power_w > 0:
-        energy._time = latency  # noqa: SLF001 - set once, by the profile that owns both tables
 
 
 class BoardInfo(StrictModel):
@@ -335,7 +366,6 @@ class BoardProfile(StrictModel):
             raise ValueError("power_modes need a [device] table (clocks are scaled against it)")
         if self.latency_s.static_power_w:
             raise ValueError("latency_s.static_power_w must be 0: static power belongs to energy_j")
-        couple_energy(self.energy_j, self.latency_s)
         return self
 
     def coefficient_keys(self) -> list[str]:
@@ -348,15 +378,6 @@ class BoardProfile(StrictModel):
         for table in ("power_modes", "precisions", "runtimes"):
             keys += [f"{table}.{name}" for name in getattr(self, table)]
         return keys
-
-    def for_mode(self, mode: str) -> BoardProfile:
-        """This profile for a runtime mode: ``eager``, ``graph`` (CUDA graph) or ``tensorrt``.
-
-        Shorthand for :func:`splitprune.deploy.configure` with the profile's own precision and mode.
-        """
-        from .deploy import configure
-
-        return configure(self, mode=mode)
 
     @property
     def name(self) -> str:

@@ -1,33 +1,54 @@
-"""Price a board as it is deployed: runtime (eager, CUDA graph, TensorRT), precision and power mode.
+"""How a network is deployed on a board: one frozen :class:`Deployment` value, parsed once.
 
-One function, :func:`configure`, turns a fitted profile into the profile of one deployment; every
-command prices through it, so the scaling rules live here and nowhere else:
+A deployment is everything that changes the price of a network on a board apart from the network:
 
-- **Runtime.** A profile's cost tables describe the GPU kernels plus, for eager PyTorch, the CPU
-  launch floors. ``eager`` keeps the floors; ``graph`` (a CUDA-graph replay) and ``tensorrt`` drop
-  them. ``tensorrt`` also fuses kernels (:mod:`splitprune.fusion`, applied by ``annotate``) and applies
-  ``runtimes.tensorrt`` where the profile has it (kernel speed, kernel overhead, one enqueue per
-  inference).
-- **Precision.** MAC slopes scale by the peak-rate ratio of the two precisions (tensor cores where the
-  GPU has them for that precision) over ``precisions.P.efficiency``; bytes moved scale with the bytes
-  per element. Dynamic energy per MAC scales like time per MAC unless the profile says otherwise.
-- **Power mode.** Time bound by the GPU scales with the GPU clock, memory traffic with the EMC clock,
-  CPU dispatch with the CPU clock; a mode that power-gates SMs divides the MAC rate and the tiles
-  that run at once by the SMs it leaves on. Dynamic energy per operation scales with the GPU voltage squared
-  (``DeviceSpec.voltage_ratio``); static power is ``idle_power_w`` plus the rest of the fitted mode's
-  static power scaled by clock x voltage squared, unless the mode gives its own ``static_power_w``.
+- the board profile (its fitted cost tables and hardware tables);
+- ``mode``: ``eager`` (PyTorch dispatches every op), ``graph`` (a CUDA-graph replay) or ``tensorrt``
+  (a fused engine);
+- ``precision``: ``fp32``, ``fp16`` or ``int8`` (int8 with TensorRT only);
+- ``power_mode``: one of the profile's nvpmodel modes, or explicit ``clocks`` (a custom setting, or
+  one read from a board's own ``/etc/nvpmodel.conf``: :mod:`splitprune.nvpmodel`);
+- ``batch``: the batch size the network runs at (None: the model's own input shape);
+- ``launch``: how a TensorRT engine is launched, ``enqueue`` (one ``enqueueV3`` per inference, the
+  default, as trtexec, torch2trt and Ultralytics do) or ``cuda-graph`` (a captured engine replayed,
+  as MLPerf's harness does); None for the other modes.
+
+The CLI options, a study row and Python keywords all become a deployment through
+:meth:`Deployment.of`; :func:`splitprune.pricing.price` is the only function that turns one into costs.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .board import BYTES_PER_ELEMENT, MODES, PRECISIONS, BoardProfile
+from .board import MODES, PRECISIONS, BoardProfile, load_board
 from .errors import ConfigError
+from .hardware import PowerMode
 
-__all__ = ["configure", "resolve_power_mode"]
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-_SLOPES = ("conv_per_mac", "linear_per_mac", "gemm_per_mac")
+__all__ = [
+    "LAUNCHES",
+    "Deployment",
+    "configure",
+    "parse_clocks",
+    "resolve_power_mode",
+]
+
+LAUNCHES = ("enqueue", "cuda-graph")
+"""How a TensorRT engine is launched; the first is the default."""
+DEFAULT_LAUNCH = LAUNCHES[0]
+CUSTOM_MODE = "custom"
+"""The power-mode name of a deployment priced at explicit clocks."""
+
+_CLOCK_KEYS = {"gpu": "gpu_clock_hz", "emc": "emc_clock_hz", "cpu": "cpu_clock_hz"}
+_COUNT_KEYS = {"cpu_cores": "cpu_cores", "sm": "sm_count", "sms": "sm_count"}
+_UNITS = {"": 1.0, "hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
 
 
 def resolve_power_mode(profile: BoardProfile, name: str | None) -> str:
@@ -46,129 +67,222 @@ def resolve_power_mode(profile: BoardProfile, name: str | None) -> str:
     raise ConfigError(f"board {profile.board.name!r} has no power mode {name!r}; use one of: {known}")
 
 
+def parse_clocks(text: str, base: PowerMode) -> PowerMode:
+    """``gpu=624.75MHz,emc=2133MHz,cpu=576MHz,cpu_cores=4`` (any subset) over the clocks of ``base``.
+
+    Frequencies take Hz, kHz, MHz or GHz (a bare number is Hz); ``cpu_cores`` and ``sm`` are counts.
+
+    Raises:
+        ConfigError: A key or value is malformed (the message names it and the format).
+    """
+    hint = "use --clocks gpu=624.75MHz,emc=2133MHz,cpu=576MHz,cpu_cores=4 (any subset)"
+    values: dict[str, Any] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, value = part.partition("=")
+        key = key.strip().lower()
+        if not sep:
+            raise ConfigError(f"bad --clocks item {part!r}: {hint}")
+        if key in _CLOCK_KEYS:
+            match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmg]?hz)?", value.strip().lower())
+            if not match or float(match.group(1)) <= 0:
+                raise ConfigError(f"bad --clocks {key}={value!r}: give a positive frequency like 624.75MHz")
+            values[_CLOCK_KEYS[key]] = float(match.group(1)) * _UNITS[match.group(2) or ""]
+        elif key in _COUNT_KEYS:
+            if not value.strip().isdigit() or int(value) < 1:
+                raise ConfigError(f"bad --clocks {key}={value!r}: give a positive whole number")
+            values[_COUNT_KEYS[key]] = int(value)
+        else:
+            raise ConfigError(f"unknown --clocks key {key!r}: {hint}")
+    if not values:
+        raise ConfigError(f"empty --clocks: {hint}")
+    data = base.model_dump()
+    data.update(values, nvpmodel_id=None, aliases=[], power_budget_w=None, static_power_w=None)
+    return PowerMode.model_validate(data)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One way of running networks on a board (see the module docstring).
+
+    Attributes:
+        base: The board profile as loaded (fitted coefficients, hardware tables).
+        mode: ``eager``, ``graph`` or ``tensorrt``.
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        power_mode: The profile's power mode, ``custom`` with explicit ``clocks``, or
+            ``nvpmodel:NAME`` for a mode read from an ``nvpmodel.conf``.
+        clocks: The clock caps priced when they are not one of the profile's modes, else None.
+        batch: Batch size (replaces the input's first dimension), None: the model's own.
+        launch: TensorRT launch method (``enqueue`` or ``cuda-graph``), None outside TensorRT.
+        source: Where ``board`` came from (a shipped name or a path), for reports and studies.
+    """
+
+    base: BoardProfile = field(repr=False, compare=False)
+    mode: str
+    precision: str
+    power_mode: str
+    clocks: PowerMode | None = None
+    batch: int | None = None
+    launch: str | None = None
+    source: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        board: str | Path | BoardProfile,
+        *,
+        mode: str = "eager",
+        precision: str | None = None,
+        power_mode: str | None = None,
+        clocks: str | PowerMode | None = None,
+        nvpmodel_conf: str | Path | None = None,
+        batch: int | None = None,
+        launch: str | None = None,
+    ) -> Deployment:
+        """Parse and check one deployment (CLI options, a study row or Python keywords).
+
+        Args:
+            board: A shipped board name, a profile path, or a loaded :class:`BoardProfile`.
+            mode: ``eager``, ``graph`` or ``tensorrt``.
+            precision: ``fp32``, ``fp16`` or ``int8`` (None: the profile's own).
+            power_mode: A mode of the profile (name, alias or nvpmodel number); with
+                ``nvpmodel_conf``, a mode of that file (ID or NAME).
+            clocks: Explicit clocks, ``gpu=..,emc=..,cpu=..,cpu_cores=..`` (any subset, over
+                ``power_mode``'s), or a :class:`PowerMode`.
+            nvpmodel_conf: A Jetson's ``/etc/nvpmodel.conf``: ``power_mode`` is looked up there.
+            batch: Batch size (None: the model's own input shape).
+            launch: ``enqueue`` or ``cuda-graph`` (``--mode tensorrt`` only; default ``enqueue``).
+
+        Raises:
+            ConfigError: Anything the board cannot price; the message names the fix.
+        """
+        profile = board if isinstance(board, BoardProfile) else load_board(board)
+        source = profile.board.name if isinstance(board, BoardProfile) else str(board)
+        if mode not in MODES:
+            raise ConfigError(f"unknown mode {mode!r}: use {', '.join(MODES)}")
+        precision = precision or profile.board.precision
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+        if precision == "int8" and mode != "tensorrt":
+            raise ConfigError("int8 needs a quantising runtime: use --mode tensorrt (or fp16/fp32)")
+        if launch is not None and mode != "tensorrt":
+            raise ConfigError(f"--launch applies to --mode tensorrt, not {mode}; drop it")
+        if launch is not None and launch not in LAUNCHES:
+            raise ConfigError(f"unknown launch {launch!r}: use {', '.join(LAUNCHES)}")
+        if mode == "tensorrt":
+            launch = launch or DEFAULT_LAUNCH
+        if batch is not None and (isinstance(batch, bool) or int(batch) != batch or batch < 1):
+            raise ConfigError(f"batch must be a whole number >= 1, got {batch}")
+        if profile.board.runtime != "eager" and (mode, precision) != (
+            profile.board.runtime, profile.board.precision
+        ):
+            raise ConfigError(
+                f"profile {profile.name!r} is already configured for {profile.board.runtime}; "
+                "configure the profile as loaded (load_board) instead"
+            )
+        custom: PowerMode | None = None
+        power_key, label = profile.board.power_mode, CUSTOM_MODE
+        if nvpmodel_conf is not None:
+            from .nvpmodel import load_nvpmodel
+
+            if power_mode is None:
+                raise ConfigError("--nvpmodel-conf needs --power-mode ID or NAME of a mode in that file")
+            conf = load_nvpmodel(nvpmodel_conf)
+            custom = conf.power_mode(power_mode, profile)
+            found = conf.find(power_mode)
+            label = f"nvpmodel:{found.name if found else power_mode}"
+        else:
+            power_key = resolve_power_mode(profile, power_mode)
+        if clocks is not None:
+            base_mode = custom or profile.power_modes.get(power_key)
+            if base_mode is None:
+                raise ConfigError(
+                    f"board {profile.board.name!r} has no [power_modes] table to scale clocks against; "
+                    "use a schema-3 profile"
+                )
+            custom = clocks if isinstance(clocks, PowerMode) else parse_clocks(clocks, base_mode)
+            label = CUSTOM_MODE
+        if custom is not None:
+            if profile.device is None or profile.board.power_mode not in profile.power_modes:
+                raise ConfigError(
+                    f"board {profile.board.name!r} has no [device] and [power_modes] tables; explicit "
+                    "clocks need a schema-3 profile"
+                )
+            power_key = label
+        deployment = cls(profile, mode, precision, power_key, custom, batch, launch, source)
+        deployment.profile  # noqa: B018 - price once now: a missing rate fails here, with its message
+        return deployment
+
+    @classmethod
+    def coerce(cls, board: BoardProfile | Deployment) -> Deployment:
+        """``board`` as a deployment: a profile is deployed as it is (its own mode, precision, power mode)."""
+        if isinstance(board, Deployment):
+            return board
+        info = board.board
+        if info.runtime != "eager":  # an already-configured profile (configure() of old code)
+            return cls(board, info.runtime, info.precision, info.power_mode,
+                       launch=DEFAULT_LAUNCH if info.runtime == "tensorrt" else None,
+                       source=info.name)  # fmt: skip
+        return cls.of(board)
+
+    @cached_property
+    def profile(self) -> BoardProfile:
+        """The board profile with every coefficient scaled to this deployment (see :mod:`.pricing`)."""
+        from .pricing import deployed_profile
+
+        return deployed_profile(self)
+
+    @property
+    def power(self) -> PowerMode | None:
+        """The clock caps priced (the profile's mode or the explicit clocks), None without a table."""
+        return self.clocks or self.base.power_modes.get(self.power_mode)
+
+    @property
+    def name(self) -> str:
+        """Short human name, e.g. ``NVIDIA Jetson TX2 (MAXN, fp16, tensorrt)``."""
+        return self.profile.name
+
+    def input_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """``shape`` with its first dimension replaced by :attr:`batch` (unchanged without one)."""
+        return tuple(shape) if self.batch is None else (self.batch, *tuple(shape)[1:])
+
+    def with_batch(self, batch: int | None) -> Deployment:
+        """This deployment at another batch size."""
+        from dataclasses import replace
+
+        if batch is not None and batch < 1:
+            raise ConfigError(f"batch must be a whole number >= 1, got {batch}")
+        new = replace(self, batch=batch)
+        if "profile" in self.__dict__:
+            new.__dict__["profile"] = self.__dict__["profile"]  # batch does not change coefficients
+        return new
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON (every field; ``launch`` is stated, None outside TensorRT)."""
+        power = self.power
+        return {
+            "board": self.base.board.name,
+            "profile": self.source,
+            "mode": self.mode,
+            "precision": self.precision,
+            "power_mode": self.power_mode,
+            "clocks": None if power is None else {
+                "gpu_clock_hz": power.gpu_clock_hz, "emc_clock_hz": power.emc_clock_hz,
+                "cpu_clock_hz": power.cpu_clock_hz, "cpu_cores": power.cpu_cores,
+                "sm_count": power.sm_count,
+            },
+            "explicit_clocks": self.clocks is not None,
+            "batch": self.batch,
+            "launch": self.launch,
+        }  # fmt: skip
+
+
 def configure(
     profile: BoardProfile, *, mode: str = "eager", precision: str | None = None, power_mode: str | None = None
 ) -> BoardProfile:
-    """The profile of one deployment of ``profile`` (see the module docstring for the rules).
+    """The profile of one deployment of ``profile``: shorthand for ``Deployment.of(...).profile``.
 
     Raises:
         ConfigError: Unknown mode, a precision the board cannot run or has no rate for, or an unknown
             power mode; each message names the fix.
     """
-    if mode not in MODES:
-        raise ConfigError(f"unknown mode {mode!r}: use {', '.join(MODES)}")
-    mode_key = resolve_power_mode(profile, power_mode)
-    precision = precision or profile.board.precision
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
-    if precision == "int8" and mode != "tensorrt":
-        raise ConfigError("int8 needs a quantising runtime: use --mode tensorrt (or fp16/fp32)")
-    if (mode, precision, mode_key) == (
-        profile.board.runtime,
-        profile.board.precision,
-        profile.board.power_mode,
-    ):
-        return profile
-    if profile.board.runtime != "eager":
-        raise ConfigError(
-            f"profile {profile.name!r} is already configured for {profile.board.runtime}; "
-            "configure the profile as loaded (load_board) instead"
-        )
-    data = profile.model_dump(exclude_unset=True)
-    notes: dict[str, str] = {}
-    _apply_runtime(profile, data, mode, notes)
-    _apply_precision(profile, data, precision, notes)
-    _apply_power_mode(profile, data, mode_key, notes)
-    data["board"] = {**data["board"], "runtime": mode, "precision": precision, "power_mode": mode_key}
-    values = dict(profile.provenance.values)
-    for key, note in notes.items():
-        values.setdefault(key, note)
-    data["provenance"] = {**data["provenance"], "values": values}
-    return BoardProfile.model_validate(data)
-
-
-def _tables(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    return data["energy_j"], data["latency_s"]
-
-
-def _scale(table: dict[str, Any], keys: tuple[str, ...], factor: float) -> None:
-    for key in keys:
-        if table.get(key) is not None:
-            table[key] = table[key] * factor
-
-
-def _apply_runtime(profile: BoardProfile, data: dict[str, Any], mode: str, notes: dict[str, str]) -> None:
-    energy, latency = _tables(data)
-    if mode == "eager":
-        return
-    latency["launch_floor"], latency["network_per_op"] = {}, 0.0
-    notes["latency_s.launch_floor"] = f"set to none: {mode} replays kernels without per-op dispatch"
-    notes["latency_s.network_per_op"] = f"set to 0: {mode} replays kernels without per-op dispatch"
-    spec = profile.runtimes.get(mode)
-    if spec is None:
-        return
-    for table in (energy, latency):
-        _scale(table, _SLOPES, spec.compute_scale)
-        _scale(table, ("memory_per_byte",), spec.memory_scale)
-    if spec.kernel_overhead_s is not None:
-        latency["static_per_layer"] = spec.kernel_overhead_s
-    latency["per_inference"] = spec.per_inference_s
-    notes["latency_s.per_inference"] = "runtimes.tensorrt.per_inference_s"
-
-
-def _apply_precision(
-    profile: BoardProfile, data: dict[str, Any], precision: str, notes: dict[str, str]
-) -> None:
-    base = profile.board.precision
-    if precision == base:
-        return
-    device = profile.device
-    rate_base = device.peak_macs_per_clock_per_sm(base) if device else None
-    rate = device.peak_macs_per_clock_per_sm(precision) if device else None
-    if rate_base is None or rate is None:
-        raise ConfigError(
-            f"board {profile.board.name!r} has no {precision} MAC rate; use --precision {base} "
-            "or a profile whose [device] lists it"
-        )
-    spec = profile.precisions.get(precision)
-    efficiency = spec.efficiency if spec else 1.0
-    time_ratio = rate_base / rate / efficiency
-    energy_ratio = spec.energy_per_mac_scale if spec and spec.energy_per_mac_scale else time_ratio
-    byte_ratio = BYTES_PER_ELEMENT[precision] / BYTES_PER_ELEMENT[base]
-    energy, latency = _tables(data)
-    _scale(latency, _SLOPES, time_ratio)
-    _scale(energy, _SLOPES, energy_ratio)
-    for table in (energy, latency):
-        _scale(table, ("memory_per_byte",), byte_ratio)
-    notes[f"precisions.{precision}"] = f"peak-rate ratio {base}/{precision} from [device]"
-
-
-def _apply_power_mode(profile: BoardProfile, data: dict[str, Any], key: str, notes: dict[str, str]) -> None:
-    if key == profile.board.power_mode or profile.device is None:
-        return
-    device, fitted, target = (
-        profile.device,
-        profile.power_modes[profile.board.power_mode],
-        profile.power_modes[key],
-    )
-    sms = (target.sm_count or device.sm_count) / (fitted.sm_count or device.sm_count)
-    gpu = target.gpu_clock_hz / fitted.gpu_clock_hz
-    emc = target.emc_clock_hz / fitted.emc_clock_hz
-    cpu = target.cpu_clock_hz / fitted.cpu_clock_hz
-    volts2 = (device.voltage_ratio(target.gpu_clock_hz) / device.voltage_ratio(fitted.gpu_clock_hz)) ** 2
-    energy, latency = _tables(data)
-    _scale(latency, _SLOPES, 1.0 / (gpu * sms))
-    _scale(latency, ("static_per_layer",), 1.0 / gpu)
-    if latency.get("concurrent_tiles"):
-        latency["concurrent_tiles"] = max(1, round(latency["concurrent_tiles"] * sms))
-    _scale(latency, ("memory_per_byte",), 1.0 / emc)
-    _scale(latency, ("network_per_op", "per_inference"), 1.0 / cpu)
-    latency["launch_floor"] = {k: v / cpu for k, v in latency.get("launch_floor", {}).items()}
-    _scale(energy, (*_SLOPES, "static_per_layer"), volts2)
-    if target.static_power_w is not None:
-        energy["static_power_w"] = target.static_power_w
-    else:
-        fitted_static = fitted.static_power_w or profile.energy_j.static_power_w
-        dynamic = max(0.0, fitted_static - device.idle_power_w)
-        energy["static_power_w"] = device.idle_power_w + dynamic * gpu * volts2
-    notes[f"power_modes.{key}"] = f"clocks of power mode {key} against {profile.board.power_mode}"
+    return Deployment.of(profile, mode=mode, precision=precision, power_mode=power_mode).profile

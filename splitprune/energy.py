@@ -1,87 +1,65 @@
-"""Annotate a layer graph with per-layer energy and latency from a board profile."""
+"""Annotate a layer graph with per-layer energy and latency: a thin wrapper over :func:`.pricing.price`."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
-from .board import DISPATCH_ONLY_KINDS, FREE_KINDS, BoardProfile, gemm_shape
-from .errors import ConfigError
 from .graph import LayerGraph
+
+if TYPE_CHECKING:
+    from .board import BoardProfile
+    from .deploy import Deployment
 
 __all__ = ["annotate"]
 
 
 def annotate(
     graph: LayerGraph,
-    profile: BoardProfile,
+    deployment: Deployment | BoardProfile,
     *,
     allow_placeholders: bool = False,
     boundary: Collection[str] | None = None,
 ) -> LayerGraph:
     """Write ``energy_j``, ``latency_s`` and ``kernel`` on every node of ``graph`` (in place); return it.
 
-    ``kernel`` names the node that pays for the GPU kernel a node runs in (itself, outside TensorRT),
-    or is None for nodes that launch none. A profile configured for ``tensorrt``
-    (:func:`splitprune.deploy.configure`) prices fused kernels (:mod:`splitprune.fusion`) on their
-    anchor nodes; ``boundary`` (the device side of a split) keeps fusion from crossing the cut. The
-    profile's ``per_inference`` cost (TensorRT's enqueue) is charged on the first input.
+    The costs are :func:`splitprune.pricing.price`'s: ``kernel`` names the node that pays for the GPU
+    kernel a node runs in (itself, outside TensorRT), or is None for nodes that launch none;
+    ``boundary`` (the device side of a split) keeps TensorRT fusion from crossing the cut.
 
     Raises:
-        ConfigError: A cost table of ``profile`` holds placeholders (``provenance.unmeasured``) and
+        ConfigError: A cost table of the profile holds placeholders (``provenance.unmeasured``) and
             ``allow_placeholders`` is false: its zeros must not pass for estimates.
     """
-    if profile.provenance.unmeasured and not allow_placeholders:
-        table = profile.provenance.unmeasured[0]
-        raise ConfigError(
-            f"board {profile.board.name!r} has no measured {table} table (placeholder zeros); "
-            "calibrate it with a power sensor or use a profile that has one"
-        )
-    if profile.board.runtime == "tensorrt":
-        _annotate_fused(graph, profile, boundary)
+    from .deploy import Deployment
+    from .pricing import price, price_placeholders
+
+    deployed = Deployment.coerce(deployment)
+    if allow_placeholders:
+        costs = price_placeholders(graph, deployed.profile, boundary=boundary)
     else:
-        _annotate_per_op(graph, profile)
+        costs = price(graph, deployed, boundary=boundary)
+    for name in graph.order:
+        attrs = graph.nodes[name]
+        attrs["energy_j"], attrs["latency_s"] = costs.energy_j[name], costs.latency_s[name]
+        attrs["kernel"] = costs.kernel[name]
     if graph.postprocess is not None:  # a detector's NMS and decoding, after the traced network
-        post = graph.postprocess
-        post["energy_j"], post["latency_s"] = _price(profile, post, mem_bytes=post["mem_bytes"])
-    if graph.inputs:
-        first = graph.nodes[graph.inputs[0]]
-        first["latency_s"] += profile.latency_s.per_inference
-        first["energy_j"] += (
-            profile.energy_j.per_inference + profile.energy_j.static_power_w * profile.latency_s.per_inference
-        )
-    graph.board = profile.name
+        _price_postprocess(graph.postprocess, deployed.profile)
+    graph.board = costs.board
     return graph
 
 
-def _price(profile: BoardProfile, attrs: dict, *, mem_bytes: int) -> tuple[float, float]:
+def _price_postprocess(post: dict, profile: BoardProfile) -> None:
+    """Price the post-processing record as one op of the deployment's profile (merge of i21 and i22t)."""
+    from .board import gemm_shape
+
     sizes = {
-        "macs": attrs["macs"],
-        "mem_bytes": mem_bytes,
-        "kernels": attrs["kernels"],
-        "dispatches": attrs.get("dispatches", 1),
-        "shape": gemm_shape(attrs["kind"], attrs["output_shapes"]),
+        "macs": post["macs"],
+        "mem_bytes": post["mem_bytes"],
+        "kernels": post["kernels"],
+        "dispatches": post.get("dispatches", 1),
+        "shape": gemm_shape(post["kind"], post["output_shapes"]),
     }
-    kind = attrs["kind"]
-    return profile.energy_j.layer_cost(kind, **sizes), profile.latency_s.layer_cost(kind, **sizes)
-
-
-def _annotate_per_op(graph: LayerGraph, profile: BoardProfile) -> None:
-    for name in graph.order:
-        attrs = graph.nodes[name]
-        attrs["energy_j"], attrs["latency_s"] = _price(profile, attrs, mem_bytes=attrs["mem_bytes"])
-        launches = attrs["kind"] not in FREE_KINDS and attrs["kind"] not in DISPATCH_ONLY_KINDS
-        attrs["kernel"] = name if launches else None
-
-
-def _annotate_fused(graph: LayerGraph, profile: BoardProfile, boundary: Collection[str] | None) -> None:
-    from .fusion import fuse
-
-    for name in graph.order:
-        attrs = graph.nodes[name]
-        attrs["energy_j"] = attrs["latency_s"] = 0.0
-        attrs["kernel"] = None
-    for anchor, kernel in fuse(graph, boundary=boundary).items():
-        attrs = graph.nodes[anchor]
-        attrs["energy_j"], attrs["latency_s"] = _price(profile, attrs, mem_bytes=kernel.mem_bytes)
-        for member in kernel.members:
-            graph.nodes[member]["kernel"] = anchor
+    kind = post["kind"]
+    post["energy_j"] = profile.energy_j.layer_cost(kind, **sizes)
+    post["latency_s"] = profile.latency_s.layer_cost(kind, **sizes)

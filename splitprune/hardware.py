@@ -1,7 +1,7 @@
 """What a board profile knows of its hardware (schema 3): the GPU, its power modes, precisions, runtimes.
 
 These tables let one fitted set of cost coefficients price every way the board is used
-(:func:`splitprune.deploy.configure`): the GPU's peak MAC rate per precision (CUDA cores and, where the
+(:func:`splitprune.pricing.price`): the GPU's peak MAC rate per precision (CUDA cores and, where the
 GPU has them, tensor cores) scales the MAC slopes to another precision; each nvpmodel power mode's
 GPU, memory (EMC) and CPU clocks scale the time of the work each clock bounds; the GPU voltage, which
 DVFS lowers with the clock, scales the dynamic energy per operation.
@@ -10,12 +10,13 @@ DVFS lowers with the clock, scales the dynamic energy per operation.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from .config import StrictModel
 
-__all__ = ["DeviceSpec", "PowerMode", "PrecisionSpec", "RuntimeSpec"]
+__all__ = ["DeviceSpec", "LaunchSpec", "PowerMode", "PrecisionSpec", "RuntimeSpec"]
 
 
 class DeviceSpec(StrictModel):
@@ -97,6 +98,28 @@ class PrecisionSpec(StrictModel):
     energy_per_mac_scale: float | None = Field(default=None, gt=0)
 
 
+class LaunchSpec(StrictModel):
+    """What one way of launching an engine costs, at the fitted power mode's clocks.
+
+    Attributes:
+        per_inference_s: CPU time per inference (``enqueueV3``, or one ``cudaGraphLaunch``).
+        kernel_overhead_s: GPU time of every kernel apart from its work (replaces
+            ``latency_s.static_per_layer``), None to keep the table's.
+        source: Where the numbers come from (a publication, a fit, or "derived from ..."): required.
+    """
+
+    per_inference_s: float = Field(ge=0)
+    kernel_overhead_s: float | None = Field(default=None, ge=0)
+    source: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _finite(self) -> LaunchSpec:
+        values = (self.per_inference_s, self.kernel_overhead_s or 0.0)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError("launch costs must be finite")
+        return self
+
+
 class RuntimeSpec(StrictModel):
     """A runtime's kernels relative to the fitted ones (TensorRT's tuned, fused kernels).
 
@@ -104,14 +127,27 @@ class RuntimeSpec(StrictModel):
         compute_scale: Multiplies the MAC slopes (time and energy).
         memory_scale: Multiplies the per-byte costs.
         kernel_overhead_s: GPU time of every kernel apart from its work (replaces
-            ``latency_s.static_per_layer``), None to keep the table's.
-        per_inference_s: CPU time to enqueue one inference.
+            ``latency_s.static_per_layer``), None to keep the table's: the ``enqueue`` launch's
+            unless ``launch.enqueue`` says otherwise.
+        per_inference_s: CPU time to enqueue one inference (the ``enqueue`` launch's, likewise).
+        launch: Costs per launch method (``enqueue``: one enqueue per inference, the default;
+            ``cuda-graph``: a captured engine replayed), each with its source.
     """
 
     compute_scale: float = Field(default=1.0, gt=0)
     memory_scale: float = Field(default=1.0, gt=0)
     kernel_overhead_s: float | None = Field(default=None, ge=0)
     per_inference_s: float = Field(default=0.0, ge=0)
+    launch: dict[Literal["enqueue", "cuda-graph"], LaunchSpec] = Field(default_factory=dict)
+
+    def launch_costs(self, launch: str) -> LaunchSpec | None:
+        """The costs of ``launch`` (``enqueue`` falls back to the runtime's own numbers), else None."""
+        if launch in self.launch:
+            return self.launch[launch]  # type: ignore[index]
+        if launch == "enqueue":
+            return LaunchSpec(per_inference_s=self.per_inference_s, kernel_overhead_s=self.kernel_overhead_s,
+                              source="runtimes.tensorrt (per_inference_s, kernel_overhead_s)")
+        return None
 
     @model_validator(mode="after")
     def _finite(self) -> RuntimeSpec:

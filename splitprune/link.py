@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from .board import SCHEMA_VERSIONS, CostModel, Provenance, cost_table_keys, couple_energy
+from .board import SCHEMA_VERSIONS, CostModel, Provenance, cost_table_keys
 from .config import StrictModel, check_schema_and_provenance, load_toml_model, resolve_profile
 
 __all__ = [
@@ -299,7 +299,6 @@ class ServerProfile(StrictModel):
         check_schema_and_provenance(
             self.schema_version, cost_table_keys(tables), self.provenance.values, supported=SCHEMA_VERSIONS
         )
-        couple_energy(self.energy_j, self.latency_s)
         return self
 
     @property

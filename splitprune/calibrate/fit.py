@@ -203,16 +203,22 @@ class LayerData:
             shapes=tuple(s for s, m in zip(self.shapes, mask, strict=True) if m) if self.shapes else (),
         )
 
-    def predict(self, model: CostModel) -> np.ndarray:
-        """Every row's cost under ``model``."""
-        return np.array(
-            [
-                model.layer_cost(k, macs=int(m), mem_bytes=int(b), kernels=int(kk), shape=self.shape(i))
-                for i, (k, m, b, kk) in enumerate(
-                    zip(self.kinds, self.macs, self.mem_bytes, self.kernels, strict=True)
-                )
-            ]
-        )
+    def predict(self, model: CostModel, *, latency: CostModel | None = None) -> np.ndarray:
+        """Every row's cost under ``model``.
+
+        Its latency formula, or with ``latency`` (the time table the energy's static power runs over)
+        its energy formula.
+        """
+        out = []
+        rows = zip(self.kinds, self.macs, self.mem_bytes, self.kernels, strict=True)
+        for i, (k, m, b, kk) in enumerate(rows):
+            sizes: dict[str, Any] = {"macs": int(m), "mem_bytes": int(b), "kernels": int(kk),
+                                     "shape": self.shape(i)}
+            if latency is None:
+                out.append(model.latency_cost(k, **sizes))
+            else:
+                out.append(model.energy_cost(k, latency_s=latency.latency_cost(k, **sizes), **sizes))
+        return np.array(out)
 
 
 @dataclass(frozen=True)
@@ -468,8 +474,8 @@ def fit_latency(
     )
 
 
-def _predict(model: CostModel, data: LayerData) -> np.ndarray:
-    return data.predict(model)
+def _predict(model: CostModel, data: LayerData, latency: CostModel | None = None) -> np.ndarray:
+    return data.predict(model, latency=latency)
 
 
 # -- energy --------------------------------------------------------------------------------------
@@ -513,23 +519,19 @@ def fit_energy(
     """
     if data.energy_j is None:
         raise DataError("the sweep measured no energy; use a power sensor or fit latency only")
-    from ..board import couple_energy
-
     y, groups = data.energy_j, data.groups()
     fold_of, folds = _folds(len(y), folds, seed)
     scores: dict[int, tuple[float, np.ndarray]] = {}
 
     def coupled(theta: np.ndarray, g: int) -> CostModel:
-        model = _energy_model(theta, g, tiles)
-        couple_energy(model, latency)
-        return model
+        return _energy_model(theta, g, tiles)
 
     for g in granularities:
         x = _energy_design(data, g, with_static_power, tiles)
         pred = np.empty(len(y))
         for f in range(folds):
             test = fold_of == f
-            pred[test] = _predict(coupled(_relative_nnls(x[~test], y[~test]), g), data.subset(test))
+            pred[test] = _predict(coupled(_relative_nnls(x[~test], y[~test]), g), data.subset(test), latency)
         scores[g] = (float(np.mean(np.abs(pred / y - 1.0))), pred)
     best_g = min(scores, key=lambda g: (scores[g][0], g))
     model = coupled(_relative_nnls(_energy_design(data, best_g, with_static_power, tiles), y), best_g)
@@ -541,7 +543,7 @@ def fit_energy(
         points=len(y),
         folds=folds,
         cv_mape=_mape_by_group(groups, y, scores[best_g][1]),
-        train_mape=_mape_by_group(groups, y, _predict(model, data)),
+        train_mape=_mape_by_group(groups, y, _predict(model, data, latency)),
         granularity_cv_mape={str(g): s for g, (s, _) in scores.items()},
         fallbacks=fallbacks,
     )

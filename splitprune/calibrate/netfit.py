@@ -103,15 +103,12 @@ def _unit(profile: BoardProfile) -> BoardProfile:
 
 def row_features(profile: BoardProfile, row: NetworkRow) -> RowFeatures:
     """Price ``row``'s network under unit coefficients of ``profile``."""
-    from ..deploy import configure
+    from ..deploy import Deployment
     from ..fusion import fuse
 
-    unit = configure(_unit(profile), mode=row.mode, precision=row.precision, power_mode=row.power_mode)
-    floors_from = (
-        configure(profile, mode="eager", precision=row.precision, power_mode=row.power_mode)
-        if row.mode == "eager"
-        else None
-    )
+    options: dict[str, Any] = {"precision": row.precision, "power_mode": row.power_mode}
+    unit = Deployment.of(_unit(profile), mode=row.mode, **options).profile
+    floors_from = Deployment.of(profile, mode="eager", **options).profile if row.mode == "eager" else None
     graph = traced_network(row.model, row.input_shape)
     if row.mode == "tensorrt":
         items = [(graph.nodes[a], k.mem_bytes) for a, k in fuse(graph).items()]

@@ -41,9 +41,12 @@ class NetworkOps:
         return sum(op[1] for op in self.ops)
 
     def cost(self, model: CostModel) -> float:
-        """Total cost of the network under ``model``."""
+        """Total latency of the network under the latency table ``model``, eager, one kernel per op.
+
+        For fitting the network term; estimates price through :func:`splitprune.pricing.price`.
+        """
         return sum(
-            model.layer_cost(k, macs=m, mem_bytes=b, kernels=n, dispatches=d, shape=s)
+            model.latency_cost(k, macs=m, mem_bytes=b, kernels=n, dispatches=d, shape=s)
             for k, m, b, n, d, s in self.ops
         )
 

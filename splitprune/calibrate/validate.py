@@ -110,8 +110,6 @@ def validate(
     Raises:
         DataError: No held-out network rows, or the metric was not measured or not fitted in ``profile``.
     """
-    from .network import network_ops
-
     metric = metric or ("energy" if data.has_energy else "latency")
     if metric not in TABLES:
         raise DataError(f"unknown metric {metric!r}: use energy, latency or both")
@@ -125,13 +123,18 @@ def validate(
     networks = [r for r in data.network_rows if r.network not in trained]
     if not networks:
         raise DataError(f"{data.path} has no held-out network rows; add [[network]] to the grid and measure")
-    table = getattr(profile.for_mode(mode), TABLES[metric])
+    from ..deploy import Deployment
+    from ..pricing import price_placeholders
+    from .netfit import traced_network
+
+    deployed = Deployment.of(profile, mode=mode).profile
     rows = []
     for row in networks:
         try:
-            predicted = network_ops(row.network, row.input_shape).cost(table)
+            costs = price_placeholders(traced_network(row.network, row.input_shape), deployed)
         except DataError as exc:
             raise DataError(f"{data.path}:{row.line}: {exc}") from None
+        predicted = costs.total_energy_j if metric == "energy" else costs.total_latency_s
         measured = float(row.value(metric, basis) or math.nan)
         rows.append(
             ValidationRow(row.network, row.input_shape, measured, predicted, predicted / measured - 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -16,18 +17,22 @@ from ..files import write_atomic
 if TYPE_CHECKING:
     import torch
 
-    from ..board import BoardProfile
+    from ..deploy import Deployment
     from ..graph import LayerGraph
 
 __all__ = [
+    "BatchOption",
     "BoardOption",
+    "ClocksOption",
     "InputShapeOption",
     "JsonOption",
+    "LaunchOption",
     "ModeOption",
     "ModelArgument",
+    "NvpmodelConfOption",
     "PowerModeOption",
     "PrecisionOption",
-    "deployed_board",
+    "deployment",
     "annotated_model",
     "emit_json",
     "parse_input_shape",
@@ -50,8 +55,25 @@ PrecisionOption = Annotated[
     str | None, typer.Option(help="fp32, fp16 or int8 (int8 with --mode tensorrt); default: the profile's")
 ]
 PowerModeOption = Annotated[
-    str | None, typer.Option(help="nvpmodel power mode: name, alias (MAXN, MAXQ, MAXP) or number")
+    str | None,
+    typer.Option(help="nvpmodel power mode: name, alias (MAXN, MAXQ, MAXP) or number (with --nvpmodel-conf: "
+                      "an ID or NAME of that file)"),
 ]
+ClocksOption = Annotated[
+    str | None,
+    typer.Option(help="Explicit clocks, e.g. gpu=624.75MHz,emc=2133MHz,cpu=576MHz,cpu_cores=4 (any subset, "
+                      "over the power mode's; Hz, kHz, MHz, GHz)"),
+]
+NvpmodelConfOption = Annotated[
+    Path | None,
+    typer.Option(help="A Jetson's /etc/nvpmodel.conf: price --power-mode ID/NAME from its clock caps"),
+]
+LaunchOption = Annotated[
+    str | None,
+    typer.Option(help="With --mode tensorrt: enqueue (one enqueue per inference, the default) or cuda-graph "
+                      "(a captured engine replayed, as MLPerf does)"),
+]
+BatchOption = Annotated[int | None, typer.Option(help="Batch size (replaces the first dimension)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print only a JSON document on stdout")]
 
 # Tables for people go to stdout; progress and warnings to stderr. With --json nothing but the
@@ -86,25 +108,34 @@ def parse_input_shape(
     return shape if batch is None else (batch, *shape[1:])
 
 
-def deployed_board(
-    board: str, mode: str = "eager", precision: str | None = None, power_mode: str | None = None
-) -> BoardProfile:
-    """Load ``board`` and configure it for a runtime mode, precision and power mode."""
-    from ..board import load_board
-    from ..deploy import configure
+def deployment(
+    board: str,
+    mode: str = "eager",
+    precision: str | None = None,
+    power_mode: str | None = None,
+    *,
+    clocks: str | None = None,
+    nvpmodel_conf: Path | None = None,
+    batch: int | None = None,
+    launch: str | None = None,
+) -> Deployment:
+    """The deployment the shared options describe (:meth:`splitprune.deploy.Deployment.of`)."""
+    from ..deploy import Deployment
 
-    return configure(load_board(board), mode=mode, precision=precision, power_mode=power_mode)
+    if batch is not None and batch < 1:
+        raise InputShapeError(f"--batch must be at least 1, got {batch}")
+    return Deployment.of(board, mode=mode, precision=precision, power_mode=power_mode, clocks=clocks,
+                         nvpmodel_conf=nvpmodel_conf, batch=batch, launch=launch)
 
 
 def annotated_model(
     spec: str,
-    profile: BoardProfile,
+    deployed: Deployment,
     input_shape: str | None,
     *,
-    batch: int | None = None,
     runnable: bool = False,
 ) -> tuple[LayerGraph, torch.Tensor]:
-    """Load, trace and annotate the model ``spec``; return the graph and its example input.
+    """Load, trace (at the deployment's batch size) and price ``spec``: its graph and example input.
 
     With ``runnable`` the model gets real weights and a random input (to export or run it); otherwise
     both live on the meta device, which is all estimating needs.
@@ -115,9 +146,10 @@ def annotated_model(
     from ..graph import trace
     from ..models import load_model
 
+    batch = deployed.batch
     parse_input_shape(input_shape, default=(1,), batch=batch)  # a typo fails before the model loads
     loaded = load_model(spec, device="cpu" if runnable else "meta")
     shape = parse_input_shape(input_shape, default=loaded.input_shape, batch=batch)
     example = torch.randn(shape) if runnable else torch.empty(shape, device="meta")
-    graph = annotate(trace(loaded.module, example, name=spec), profile)
+    graph = annotate(trace(loaded.module, example, name=spec), deployed)
     return graph, example

@@ -9,13 +9,18 @@ import typer
 
 from . import app
 from .common import (
+    BatchOption,
     BoardOption,
+    ClocksOption,
     InputShapeOption,
     JsonOption,
+    LaunchOption,
     ModelArgument,
     ModeOption,
+    NvpmodelConfOption,
     PrecisionOption,
     annotated_model,
+    deployment,
     emit_json,
     people,
     status,
@@ -29,7 +34,7 @@ def estimate(
     model: ModelArgument,
     board: BoardOption = "tx2",
     input_shape: InputShapeOption = None,
-    batch: Annotated[int | None, typer.Option(help="Batch size (replaces the first dimension)")] = None,
+    batch: BatchOption = None,
     json_out: JsonOption = False,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG: per-layer energy and cut sizes")] = None,
     top: Annotated[int, typer.Option(help="Rows in the table (the costliest layers); 0 for all")] = 25,
@@ -41,65 +46,74 @@ def estimate(
     deadline_ms: Annotated[
         float | None, typer.Option(help="With --power-mode all: the latency each mode must meet, ms")
     ] = None,
+    clocks: ClocksOption = None,
+    nvpmodel_conf: NvpmodelConfOption = None,
+    launch: LaunchOption = None,
 ) -> None:
     """Estimate per-layer MACs, energy and latency of MODEL on a Jetson board."""
-    from ..board import load_board
-    from ..deploy import configure
-
-    base = load_board(board)
     if power_mode == "all":
-        _compare_power_modes(model, base, input_shape, batch, mode, precision, deadline_ms, json_out)
+        if clocks is not None or nvpmodel_conf is not None:
+            from ..errors import ConfigError
+
+            raise ConfigError("--power-mode all compares the profile's modes; drop --clocks/--nvpmodel-conf")
+        base = deployment(board, mode, precision, batch=batch, launch=launch)
+        _compare_power_modes(model, base, input_shape, deadline_ms, json_out)
         return
-    profile = configure(base, mode=mode, precision=precision, power_mode=power_mode)
-    graph, _ = annotated_model(model, profile, input_shape, batch=batch)
+    deployed = deployment(board, mode, precision, power_mode, clocks=clocks, nvpmodel_conf=nvpmodel_conf,
+                          batch=batch, launch=launch)
+    graph, _ = annotated_model(model, deployed, input_shape)
     if plot is not None:
         from ..plots.estimate import plot_estimate
 
         plot_estimate(graph, plot)
         status.print(f"plot written to {plot}")
-    document = {**graph.to_dict(), **_deployment(profile)}
+    document = {**graph.to_dict(), **_deployment(deployed, graph)}
     if json_out:
         emit_json(document)
     else:
         _print_table(document, top)
 
 
-def _deployment(profile: Any) -> dict[str, Any]:
-    info = profile.board
-    return {"mode": info.runtime, "precision": info.precision, "power_mode": info.power_mode}
+def _deployment(deployed: Any, graph: Any) -> dict[str, Any]:
+    """The deployment's fields, and per-batch and per-image figures (the totals are per batch)."""
+    images = int(graph.input_shapes[0][0]) if graph.input_shapes and graph.input_shapes[0] else 1
+    return {
+        "mode": deployed.mode, "precision": deployed.precision, "power_mode": deployed.power_mode,
+        "launch": deployed.launch, "deployment": deployed.to_dict(), "batch_size": images,
+        "energy_per_image_j": graph.total_energy_j / images, "latency_per_batch_s": graph.total_latency_s,
+        "throughput_images_per_s": images / graph.total_latency_s if graph.total_latency_s > 0 else None,
+    }  # fmt: skip
 
 
 def _compare_power_modes(
     model: str,
     base: Any,
     input_shape: str | None,
-    batch: int | None,
-    mode: str,
-    precision: str | None,
     deadline_ms: float | None,
     json_out: bool,
 ) -> None:
     """Latency and energy of MODEL in every power mode of the board, and which mode to pick."""
-    from ..deploy import configure
-    from ..energy import annotate
+    from ..deploy import Deployment
+    from ..pricing import price
 
-    names = list(base.power_modes) or [base.board.power_mode]
-    graph, _ = annotated_model(
-        model, configure(base, mode=mode, precision=precision), input_shape, batch=batch
-    )
+    profile = base.base
+    names = list(profile.power_modes) or [profile.board.power_mode]
+    graph, _ = annotated_model(model, base, input_shape)
     rows = []
+    mode, precision = base.mode, base.precision
     for name in names:
-        annotate(graph, configure(base, mode=mode, precision=precision, power_mode=name))
+        costs = price(graph, Deployment.of(profile, mode=mode, precision=precision, power_mode=name,
+                                           launch=base.launch))
         rows.append(
-            {"power_mode": name, "latency_s": graph.total_latency_s, "energy_j": graph.total_energy_j}
+            {"power_mode": name, "latency_s": costs.total_latency_s, "energy_j": costs.total_energy_j}
         )
     least = min(rows, key=lambda r: r["energy_j"])["power_mode"]
     deadline_s = None if deadline_ms is None else deadline_ms / 1e3
     meeting = [r for r in rows if deadline_s is None or r["latency_s"] <= deadline_s]
     best = min(meeting, key=lambda r: r["energy_j"])["power_mode"] if meeting else None
     document = {
-        "schema": "splitprune.power_modes/1", "model": model, "board": base.board.name, "mode": mode,
-        "precision": precision or base.board.precision, "input_shape": list(graph.input_shapes[0]),
+        "schema": "splitprune.power_modes/1", "model": model, "board": profile.board.name, "mode": mode,
+        "precision": precision, "launch": base.launch, "input_shape": list(graph.input_shapes[0]),
         "power_modes": rows, "least_energy": least, "deadline_s": deadline_s,
         "least_energy_meeting_deadline": best,
     }  # fmt: skip
@@ -108,7 +122,8 @@ def _compare_power_modes(
         return
     from rich.table import Table
 
-    table = Table(title=f"{model} on {base.board.name} ({mode}, {document['precision']}), every power mode")
+    title = f"{model} on {profile.board.name} ({mode}, {document['precision']}), every power mode"
+    table = Table(title=title)
     for column in ("power mode", "latency ms", "energy mJ"):
         table.add_column(column, justify="left" if column == "power mode" else "right")
     for row in rows:
@@ -149,3 +164,8 @@ def _print_table(doc: dict[str, Any], top: int) -> None:
         f"{doc['gpu_kernels']} GPU kernels, {total_j * 1e3:.1f} mJ, "
         f"{doc['total_latency_s'] * 1e3:.2f} ms per inference"
     )
+    if doc.get("batch_size", 1) > 1:
+        people.print(
+            f"batch {doc['batch_size']}: {doc['energy_per_image_j'] * 1e3:.2f} mJ per image, "
+            f"{doc['throughput_images_per_s']:.1f} images/s"
+        )

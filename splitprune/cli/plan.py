@@ -10,14 +10,18 @@ import typer
 from ..errors import SplitpruneError
 from . import app
 from .common import (
+    BatchOption,
     BoardOption,
+    ClocksOption,
     InputShapeOption,
     JsonOption,
+    LaunchOption,
     ModelArgument,
     ModeOption,
+    NvpmodelConfOption,
     PowerModeOption,
     PrecisionOption,
-    deployed_board,
+    deployment,
     emit_json,
     people,
     status,
@@ -36,6 +40,10 @@ def plan(
     mode: ModeOption = "eager",
     precision: PrecisionOption = None,
     power_mode: PowerModeOption = None,
+    clocks: ClocksOption = None,
+    nvpmodel_conf: NvpmodelConfOption = None,
+    launch: LaunchOption = None,
+    batch: BatchOption = None,
     link: Annotated[str, typer.Option(help="Link profile: wifi, lte, 5g, ble or a .toml")] = "wifi",
     server: Annotated[
         str | None, typer.Option(help="Server profile (gpu-server or a .toml); default: free server")
@@ -99,13 +107,15 @@ def plan(
         rates = [float(r) for r in np.geomspace(low, high, n)]
         if export is not None:
             raise SplitpruneError("--export writes one plan: give --rate-bps instead of --sweep-bandwidth")
-    profile, link_profile = deployed_board(board, mode, precision, power_mode), load_link(link)
+    deployed = deployment(board, mode, precision, power_mode, clocks=clocks, nvpmodel_conf=nvpmodel_conf,
+                          batch=batch, launch=launch)
+    link_profile = load_link(link)
     options = PlanOptions(
         objective=objective,
         energy_budget_j=None if energy_budget_mj is None else energy_budget_mj / 1e3,
         deadline_s=None if deadline_ms is None else deadline_ms / 1e3,
         max_prune=max_prune, step_saliency=step, max_candidates=candidates, round_to=round_to,
-        wire=wire or profile.board.precision,
+        wire=wire or deployed.precision,
         input_wire=input_wire,
         full_front=full_front,
     )
@@ -114,8 +124,8 @@ def plan(
     torch.manual_seed(seed)
     loaded = load_model(model, device="cpu")
     module = loaded.module.eval()
-    example = torch.randn(parse_input_shape(input_shape, default=loaded.input_shape))
-    sweep = make_plan(module, example, profile, link_profile, rates_bps=rates, server=server_profile,
+    example = torch.randn(parse_input_shape(input_shape, default=loaded.input_shape, batch=deployed.batch))
+    sweep = make_plan(module, example, deployed, link_profile, rates_bps=rates, server=server_profile,
                       options=options, name=model)
     document: dict[str, Any] = sweep.to_dict()
     if export is not None:

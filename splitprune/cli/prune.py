@@ -10,14 +10,18 @@ import typer
 
 from . import app
 from .common import (
+    BatchOption,
     BoardOption,
+    ClocksOption,
     InputShapeOption,
     JsonOption,
+    LaunchOption,
     ModelArgument,
     ModeOption,
+    NvpmodelConfOption,
     PowerModeOption,
     PrecisionOption,
-    deployed_board,
+    deployment,
     emit_json,
     parse_input_shape,
     people,
@@ -34,6 +38,10 @@ def prune(
     mode: ModeOption = "eager",
     precision: PrecisionOption = None,
     power_mode: PowerModeOption = None,
+    clocks: ClocksOption = None,
+    nvpmodel_conf: NvpmodelConfOption = None,
+    launch: LaunchOption = None,
+    batch: BatchOption = None,
     budget: Annotated[
         str, typer.Option(help="Fraction of baseline (0.5, 50%), joules (0.08J, 80mJ) or latency (12ms)")
     ] = "0.5",
@@ -75,7 +83,9 @@ def prune(
     spec = Budget.parse(budget)
     if spec.relative and metric == "latency":
         spec = Budget(spec.value, metric="latency_s")
-    profile = deployed_board(board, mode, precision, power_mode)
+    deployed = deployment(board, mode, precision, power_mode, clocks=clocks, nvpmodel_conf=nvpmodel_conf,
+                          batch=batch, launch=launch)
+    profile = deployed.profile
     options = PruneOptions(
         round_to=round_to,
         ignore=tuple(ignore or ()),
@@ -86,12 +96,12 @@ def prune(
     )
     torch.manual_seed(seed)
     loaded = load_model(model, device="cpu")
-    shape = parse_input_shape(input_shape, default=loaded.input_shape)
+    shape = parse_input_shape(input_shape, default=loaded.input_shape, batch=deployed.batch)
     inputs = torch.randn(shape)
     if not json_out:
         status.print(f"pruning {model} to {spec.describe()} on {profile.name} ...")
     result = prune_to_budget(
-        loaded.module, inputs, profile, spec, importance=importance, options=options, name=model
+        loaded.module, inputs, deployed, spec, importance=importance, options=options, name=model
     )
     document = result.to_dict(output=str(output) if output else None)
     document["input_shape"] = list(shape)

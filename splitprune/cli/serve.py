@@ -31,7 +31,9 @@ ServerOption = Annotated[
 ]
 ObjectiveOption = Annotated[str, typer.Option(help="energy, latency or weighted")]
 AlphaOption = Annotated[float, typer.Option(help="Weight of energy in the weighted objective")]
-WireOption = Annotated[str, typer.Option(help="Intermediate tensors: fp32, fp16 or int8")]
+WireOption = Annotated[
+    str | None, typer.Option(help="Intermediate tensors: fp32, fp16 or int8 (default: the --precision)")
+]
 InputWireOption = Annotated[str, typer.Option(help="The model's input: uint8, fp16 or fp32")]
 ModeOpt = Annotated[str, typer.Option("--mode", help="eager, graph or tensorrt (how the board runs it)")]
 RangeOption = Annotated[str, typer.Option(help="LOW:HIGH bit/s the policy covers")]
@@ -43,7 +45,8 @@ class MissingExtraError(SplitpruneError):
     """pyzmq is not installed."""
 
 
-def _settings(board: str, link: str, server_profile: str | None, objective: str, alpha: float, wire: str,
+def _settings(board: str, link: str, server_profile: str | None, objective: str, alpha: float,
+              wire: str | None,
               input_wire: str, mode: str, rate_range: str, input_shape: str | None, seed: int, *,
               precision: str | None = None, power_mode: str | None = None) -> Any:
     """The split settings from the options ``serve`` and ``run`` share (the one place to add one)."""
@@ -55,7 +58,8 @@ def _settings(board: str, link: str, server_profile: str | None, objective: str,
         raise SplitpruneError(str(exc).replace("--sweep-bandwidth", "--rate-range")) from None
     shape = None if input_shape is None else parse_input_shape(input_shape, default=(1,))
     return SplitSettings(board=board, link=link, server=server_profile, objective=objective, alpha=alpha,
-                         wire=wire.lower(), input_wire=input_wire.lower(), mode=mode,
+                         wire=None if wire is None else wire.lower(), input_wire=input_wire.lower(),
+                         mode=mode,
                          precision=precision, power_mode=power_mode,
                          rate_range_bps=(low, high), input_shape=shape, seed=seed)
 
@@ -110,7 +114,7 @@ def serve(
     server_profile: ServerOption = None,
     objective: ObjectiveOption = "energy",
     alpha: AlphaOption = 0.5,
-    wire: WireOption = "fp32",
+    wire: WireOption = None,
     input_wire: InputWireOption = "uint8",
     mode: ModeOpt = "eager",
     precision: PrecisionOption = None,
@@ -169,7 +173,7 @@ def run(
     server_profile: ServerOption = None,
     objective: ObjectiveOption = "energy",
     alpha: AlphaOption = 0.5,
-    wire: WireOption = "fp32",
+    wire: WireOption = None,
     input_wire: InputWireOption = "uint8",
     mode: ModeOpt = "eager",
     precision: PrecisionOption = None,

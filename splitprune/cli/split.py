@@ -11,15 +11,19 @@ import typer
 from ..errors import SplitpruneError
 from . import app
 from .common import (
+    BatchOption,
     BoardOption,
+    ClocksOption,
     InputShapeOption,
     JsonOption,
+    LaunchOption,
     ModelArgument,
     ModeOption,
+    NvpmodelConfOption,
     PowerModeOption,
     PrecisionOption,
     annotated_model,
-    deployed_board,
+    deployment,
     emit_json,
     people,
     status,
@@ -89,13 +93,18 @@ def split(
     mode: ModeOption = "eager",
     precision: PrecisionOption = None,
     power_mode: PowerModeOption = None,
+    clocks: ClocksOption = None,
+    nvpmodel_conf: NvpmodelConfOption = None,
+    launch: LaunchOption = None,
+    batch: BatchOption = None,
 ) -> None:
     """Find the device/server split of MODEL that minimises device energy (or latency) over a link."""
-    from ..energy import annotate
     from ..link import load_link, load_server
-    from ..split import InputWire, SplitOptions, SplitProblem, SplitSolver, WireFormat, bandwidth_policy
+    from ..split import InputWire, SplitOptions, WireFormat, bandwidth_policy, split_graph
 
-    profile, link_profile = deployed_board(board, mode, precision, power_mode), load_link(link)
+    deployed = deployment(board, mode, precision, power_mode, clocks=clocks, nvpmodel_conf=nvpmodel_conf,
+                          batch=batch, launch=launch)
+    link_profile = load_link(link)
     server_profile = load_server(server) if server is not None else None
     if downlink and link_profile.downlink is None:
         raise SplitpruneError(f"link {link!r} has no [downlink] table; add one or drop --downlink")
@@ -107,37 +116,19 @@ def split(
         downlink=downlink, method=method, cross_check=method == "auto",
     )
     sweep = parse_rate_range(sweep_bandwidth) if sweep_bandwidth is not None else None
-    fmt, fmt_in = WireFormat.parse(wire or profile.board.precision), InputWire.parse(input_wire)
+    fmt, fmt_in = WireFormat.parse(wire or deployed.precision), InputWire.parse(input_wire)
     if rate_bps is not None and not rate_bps > 0:
         raise SplitpruneError(f"--rate-bps must be positive, got {rate_bps}")
-    graph, example = annotated_model(model, profile, input_shape, runnable=export is not None)
-    def build_solver() -> SplitSolver:
-        return SplitSolver(SplitProblem.from_digraph(
-            graph.nx, graph.order, inputs=graph.inputs, output=graph.output, wire=fmt, input_wire=fmt_in,
-            server=server_profile,
-        ))  # fmt: skip
-
-    solver = build_solver()
-    result = solver.solve(link_profile.figures(rate_bps), options)
-    for _ in range(3 if profile.board.runtime == "tensorrt" else 0):
-        # a cut between fused nodes breaks the fusion on both sides: re-price with the cut, re-solve
-        annotate(graph, profile, boundary=result.device_nodes)
-        solver = build_solver()
-        again = solver.solve(link_profile.figures(rate_bps), options)
-        settled = set(again.device_nodes) == set(result.device_nodes)
-        result = again
-        if settled:
-            break
-    from dataclasses import replace
-
-    result = replace(result, model=model, board=graph.board, link_name=link_profile.name,
-                     server=None if server_profile is None else server_profile.name)
+    graph, example = annotated_model(model, deployed, input_shape, runnable=export is not None)
+    solved = split_graph(graph, deployed, link_profile, options=options, server=server_profile, wire=fmt,
+                         input_wire=fmt_in, rate_bps=rate_bps, name=model)
+    result, solver = solved.result, solved.solver
     policy = None
     if sweep is not None:
         policy = bandwidth_policy(solver, link_profile, sweep[0], sweep[1], options=options,
                                   samples=sweep[2])
     _warn_out_of_range(link, link_profile, result.link.rate_bps, policy)
-    document: dict[str, Any] = result.to_dict()
+    document: dict[str, Any] = {**result.to_dict(), "deployment": deployed.to_dict()}
     if policy is not None:
         document["policy"] = policy.to_dict()
     if export is not None:

@@ -47,12 +47,14 @@ import torch
 from torch import nn
 
 from ..board import BoardProfile
+from ..deploy import Deployment
 from ..energy import annotate
 from ..errors import SplitpruneError
 from ..graph import LayerGraph, trace
 from ..link import LinkFigures, LinkProfile
+from ..pricing import MetricPricer
 from ..prune.groups import check_supported, output_layers
-from ..split import InputWire, SplitProblem, SplitSolver, WireFormat
+from ..split import InputWire, SplitProblem, SplitSolver, WireFormat, split_problem
 from ..split.problem import Costs, evaluate
 from .candidates import candidate_cuts, unconstrained_split
 from .result import PlanInfeasibleError, PlanPoint, PlanResult, PlanSweep
@@ -79,7 +81,8 @@ class PlanOptions:
         min_channels: No pruned layer keeps fewer output channels than this.
         max_ratio: No layer loses more than this fraction of its original output channels.
         ignore: Module names whose output channels are never pruned (output layers always are).
-        wire: Wire format of the tensors sent (``fp32``, ``fp16``, ``int8``, ``ratio:R``).
+        wire: Wire format of the tensors sent (``fp32``, ``fp16``, ``int8``, ``ratio:R``); None: the
+            board's (deployment's) precision, as ``split`` does.
         input_wire: How the input frame travels on full offload (``uint8``, ``fp32``, ``jpeg:Q``, bytes).
         full_front: Prune every trajectory to ``max_prune`` even after it meets the budget (a fuller
             Pareto front, at the cost of more pruned models).
@@ -96,7 +99,7 @@ class PlanOptions:
     min_channels: int = 4
     max_ratio: float = 0.9
     ignore: tuple[str, ...] = ()
-    wire: str = "fp32"
+    wire: str | None = None
     input_wire: str = "uint8"
     full_front: bool = False
 
@@ -170,7 +173,7 @@ class _Splitter:
 def plan(
     model: nn.Module,
     example_inputs: torch.Tensor | tuple[torch.Tensor, ...],
-    board: BoardProfile,
+    board: BoardProfile | Deployment,
     link: LinkProfile,
     *,
     rates_bps: Sequence[float] | None = None,
@@ -186,7 +189,7 @@ def plan(
     Args:
         model: A CNN with real weights (not modified: every trajectory prunes a copy).
         example_inputs: One input batch (or a tuple), for tracing and torch-pruning.
-        board: The board profile.
+        board: The deployment (or a board profile, deployed as it is).
         link: The link profile.
         rates_bps: Uplink rates to plan for, bit/s (default: the link's own rate).
         server: A :class:`~splitprune.link.ServerProfile` for server latency (default: free server).
@@ -203,9 +206,10 @@ def plan(
         UnsupportedModelError: torch-pruning cannot prune this model safely.
     """
     started = time.perf_counter()
+    board = Deployment.coerce(board).profile
     opts = options or PlanOptions()
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
-    fmt, fmt_in = WireFormat.parse(opts.wire), InputWire.parse(opts.input_wire)
+    fmt, fmt_in = WireFormat.parse(opts.wire or board.board.precision), InputWire.parse(opts.input_wire)
     rates = sorted(float(r) for r in (rates_bps or [link.figures().rate_bps]))
     try:
         figures = [link.figures(r) for r in rates]
@@ -216,8 +220,7 @@ def plan(
     check_supported(graph0)
 
     def to_problem(graph: LayerGraph) -> SplitProblem:
-        return SplitProblem.from_digraph(graph.nx, graph.order, inputs=graph.inputs, output=graph.output,
-                                         wire=fmt, input_wire=fmt_in, server=server)
+        return split_problem(graph, None, wire=fmt, input_wire=fmt_in, server=server)
 
     problem0 = to_problem(graph0)
     splitter = _Splitter(problem0, opts)
@@ -240,7 +243,7 @@ def plan(
     candidates = candidate_cuts(splitter.solver, problem0, link, rates, opts)
     mid = link.figures(math.sqrt(rates[0] * rates[-1]))
     per_byte = mid.energy_per_byte_j if opts.metric == "energy" else mid.latency_per_byte_s
-    cost = board.energy_j if opts.metric == "energy" else board.latency_s
+    cost = MetricPricer.of(board, "energy_j" if opts.metric == "energy" else "latency_s")
     round_to = opts.round_to or board.energy_j.conv_kernel_granularity
 
     states = [PrunedState("unpruned", 0, problem0, widths_of(graph0), 0.0, 0.0, (), base_accuracy)]

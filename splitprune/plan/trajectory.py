@@ -32,9 +32,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..board import BoardProfile, CostModel
+from ..board import BoardProfile
 from ..energy import annotate
 from ..graph import LayerGraph, trace
+from ..pricing import MetricPricer
 from ..prune.channels import ChannelModel, ChannelState
 from ..prune.groups import build_dependency, group_spec
 from ..prune.importance import CachedGroupMagnitude
@@ -124,7 +125,7 @@ class Trajectory:
         baseline: The shared unpruned model and scores.
         candidate: Name of the candidate.
         device_nodes: The candidate's device set (node names of the unpruned graph).
-        cost: Board cost model of the metric the importance saves (energy or latency).
+        cost: The pricer of the metric the importance saves (energy or latency).
         per_byte: Link cost per byte on the wire in the same unit (J or s per byte).
         start: The unpruned model's split problem (wire bytes of the crossing tensors).
         round_to: Chunk size in channels.
@@ -132,7 +133,7 @@ class Trajectory:
     """
 
     def __init__(
-        self, baseline: Baseline, candidate: str, device_nodes: frozenset[str], *, cost: CostModel,
+        self, baseline: Baseline, candidate: str, device_nodes: frozenset[str], *, cost: MetricPricer,
         per_byte: float, start: SplitProblem, round_to: int,
         to_problem: Callable[[LayerGraph], SplitProblem],
     ) -> None:

@@ -12,9 +12,12 @@ attention node (kind ``attention``, embedding width ``e``) splits its MACs into 
 (``~e^2``) and the score/value products (``~e``), and its bytes into weights (``~e^2``) and
 activations and biases (``~e``). Every other node (norms, activations, adds, permutes, concatenation
 along tokens) scales its MACs and bytes with the channel fraction it receives from its first input; a
-concatenation weighs its inputs by their channel counts. The cost is the board's ``layer_cost``, so
-at the traced channel counts the model gives exactly what :func:`splitprune.annotate` gives, and
-under any cost formula in MACs, bytes and kernels the changes track a re-trace.
+concatenation weighs its inputs by their channel counts. The cost is :func:`splitprune.pricing.price`'s
+for one op (:class:`~splitprune.pricing.MetricPricer`), so at the traced channel counts the model
+gives exactly what :func:`splitprune.annotate` gives, and under any cost formula in MACs, bytes and
+kernels the changes track a re-trace. Under TensorRT the kernels of the traced graph stay fused
+(:mod:`splitprune.fusion`): a fused member costs nothing, and the anchor pays for the kernel with the
+bytes it moves outside the kernel scaled as its own bytes scale; the enqueue is charged on the input.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from ..board import CostModel, GemmShape, gemm_shape
+from ..board import BoardProfile, GemmShape, gemm_shape
 from ..graph import LayerGraph
+from ..pricing import MetricPricer
 from .swin import is_window_attention
 
 __all__ = ["ChannelModel", "ChannelState", "Counts"]
@@ -63,6 +67,9 @@ class _Node:
     attention: bool = False  # the width is the module's input width; MACs and weights scale with its square
     dispatches: int = 1  # ATen ops the node runs (the board's launch floor of kinds it has not measured)
     shape: GemmShape | None = None  # GEMM (batches, rows, cols) when traced; cols follow the output channels
+    priced: bool = True  # False: a fused TensorRT member or a kind no engine launches (costs nothing)
+    kernel_bytes: float | None = None  # TensorRT anchor: bytes its kernel moves when traced
+    fixed_cost: float = 0.0  # the per-inference cost, on the first input
 
 
 @dataclass
@@ -87,12 +94,26 @@ class ChannelModel:
     Args:
         graph: The model traced at its current channel counts.
         model: The traced model; conv and linear modules are read for their channel counts.
-        cost: The board's cost model for the metric to account (energy or latency).
+        cost: The metric's pricer, or a deployment (or board profile) priced for ``metric``.
+        metric: ``energy_j`` or ``latency_s`` when ``cost`` is not a pricer.
     """
 
-    def __init__(self, graph: LayerGraph, model: nn.Module, cost: CostModel) -> None:
-        self.cost_model = cost
+    def __init__(
+        self, graph: LayerGraph, model: nn.Module, cost: MetricPricer | BoardProfile | Any,
+        *, metric: str = "energy_j",
+    ) -> None:
+        pricer = cost if isinstance(cost, MetricPricer) else MetricPricer.of(cost, metric)
+        self.cost_model = pricer
         self.model = model
+        kernels_of: dict[str, float] = {}
+        members: set[str] = set()
+        if pricer.fused:
+            from ..fusion import fuse
+
+            for anchor, fused in fuse(graph).items():
+                kernels_of[anchor] = float(fused.mem_bytes)
+                members.update(fused.members[1:])
+        first_input = graph.inputs[0] if graph.inputs else None
         self.modules: dict[str, nn.Module] = {}
         index = {name: i for i, name in enumerate(graph.order)}
         nodes: list[_Node] = []
@@ -151,6 +172,9 @@ class ChannelModel:
                     base_in_total=base_in_total,
                     dispatches=int(attrs.get("dispatches", 1)),
                     shape=gemm_shape(attrs["kind"], attrs["output_shapes"]),
+                    priced=not pricer.fused or name in kernels_of,
+                    kernel_bytes=kernels_of.get(name),
+                    fixed_cost=pricer.per_inference if name == first_input else 0.0,
                     **extra,
                 )
             )
@@ -172,6 +196,20 @@ class ChannelModel:
         assert isinstance(module, nn.modules.conv._ConvNd)
         return module.in_channels, module.out_channels
 
+    def _price(
+        self, node: _Node, *, macs: int, mem_bytes: int, kernels: int, dispatches: int,
+        shape: GemmShape | None,
+    ) -> float:
+        """The node's cost at these sizes: its own op, or its TensorRT kernel, or nothing."""
+        if not node.priced:
+            return node.fixed_cost
+        if node.kernel_bytes is not None:  # a fused anchor: the kernel's bytes scale as its own do
+            ratio = mem_bytes / node.mem_bytes if node.mem_bytes > 0 else 1.0
+            mem_bytes = round(node.kernel_bytes * ratio)
+        return node.fixed_cost + self.cost_model(
+            node.kind, macs=macs, mem_bytes=mem_bytes, kernels=kernels, dispatches=dispatches, shape=shape
+        )
+
     def _node_cost(
         self, node: _Node, frac: _Fractions, counts: Mapping[str, tuple[int, int]]
     ) -> tuple[float, float]:
@@ -186,8 +224,8 @@ class ChannelModel:
                 macs = node.quadratic_macs * width * width + (node.macs - node.quadratic_macs) * width
                 scaled = node.mem_bytes - node.weight_bytes - node.fixed_bytes
                 mem = node.weight_bytes * width * width + node.fixed_bytes + scaled * width
-                cost = self.cost_model.layer_cost(
-                    node.kind, macs=round(macs), mem_bytes=round(mem), kernels=0, dispatches=node.dispatches,
+                cost = self._price(
+                    node, macs=round(macs), mem_bytes=round(mem), kernels=0, dispatches=node.dispatches,
                     shape=_scaled(node.shape, width),
                 )
                 return width, cost
@@ -212,8 +250,8 @@ class ChannelModel:
                 + (node.out_bytes + node.bias_bytes) * out_frac
                 + node.weight_bytes * in_frac * out_frac
             )
-            cost = self.cost_model.layer_cost(
-                node.kind,
+            cost = self._price(
+                node,
                 macs=round(macs),
                 mem_bytes=round(mem),
                 kernels=kernels,
@@ -229,8 +267,8 @@ class ChannelModel:
             )
         else:
             out_frac = frac[node.preds[0]]
-        cost = self.cost_model.layer_cost(
-            node.kind,
+        cost = self._price(
+            node,
             macs=round(node.macs * out_frac),
             mem_bytes=round(node.mem_bytes * out_frac),
             kernels=node.kernels,

@@ -30,8 +30,10 @@ import torch
 from torch import nn
 
 from ..board import BoardProfile
+from ..deploy import Deployment
 from ..energy import annotate
 from ..graph import LayerGraph, trace
+from ..pricing import MetricPricer
 from .budget import Budget, BudgetError
 from .channels import ChannelModel
 from .groups import (
@@ -99,7 +101,7 @@ class PruneOptions:
 def prune_to_budget(
     model: nn.Module,
     example_inputs: torch.Tensor | tuple[torch.Tensor, ...],
-    board: BoardProfile,
+    board: BoardProfile | Deployment,
     budget: float | str | Budget,
     *,
     importance: str = "energy",
@@ -115,7 +117,8 @@ def prune_to_budget(
         model: A CNN or a supported transformer (torchvision ViT, ConvNeXt; real weights, on the
             device of ``example_inputs``).
         example_inputs: One input batch (or a tuple), used for tracing and torch-pruning.
-        board: The board profile whose cost model defines energy and latency.
+        board: The deployment (or a board profile, deployed as it is) whose prices define energy
+            and latency.
         budget: A fraction of the baseline energy (``0.5``), or a :class:`Budget` / string such as
             ``"0.08J"`` or ``"12ms"``.
         importance: ``energy`` (saliency per joule), ``magnitude``, ``taylor`` or ``random``.
@@ -132,6 +135,7 @@ def prune_to_budget(
         BudgetError: The budget is malformed or below what the guards allow.
         UnsupportedModelError: torch-pruning cannot prune this model safely.
     """
+    board = Deployment.coerce(board).profile
     opts = options or PruneOptions()
     spec = Budget.parse(budget)
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
@@ -141,7 +145,7 @@ def prune_to_budget(
     if needs_data and data is None:
         raise BudgetError("Taylor saliency needs data: pass data=[(inputs, targets), ...]")
     started = time.perf_counter()
-    cost = board.energy_j if spec.metric == "energy_j" else board.latency_s
+    cost = MetricPricer.of(board, spec.metric)
     round_to = opts.round_to or board.energy_j.conv_kernel_granularity
 
     before = _estimate(model, inputs, board, name)

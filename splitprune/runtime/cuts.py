@@ -38,9 +38,9 @@ class SplitSettings:
         server: Server profile name or path (None: a free server).
         objective: ``energy``, ``latency`` or ``weighted``.
         alpha: Weight of energy in the weighted objective.
-        wire: How intermediate tensors travel (``fp32``, ``fp16``, ``int8``).
+        wire: How intermediate tensors travel (``fp32``, ``fp16``, ``int8``; None: the precision).
         input_wire: How the model's input travels (``fp32``, ``fp16``, ``uint8``).
-        mode: ``eager``, ``graph`` or ``tensorrt`` (:func:`splitprune.deploy.configure`).
+        mode: ``eager``, ``graph`` or ``tensorrt`` (:class:`splitprune.deploy.Deployment`).
         precision: ``fp32``, ``fp16`` or ``int8`` (None: the board profile's).
         power_mode: nvpmodel power mode (None: the board profile's).
         rate_range_bps: ``(low, high)`` rates the policy covers, bit/s.
@@ -53,7 +53,7 @@ class SplitSettings:
     server: str | None = None
     objective: str = "energy"
     alpha: float = 0.5
-    wire: str = "fp32"
+    wire: str | None = None
     input_wire: str = "uint8"
     mode: str = "eager"
     precision: str | None = None
@@ -63,7 +63,7 @@ class SplitSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.wire not in _WIRES:
+        if self.wire is not None and self.wire not in _WIRES:
             raise SplitpruneError(f"the runtime cannot send --wire {self.wire!r}; use fp32, fp16 or int8")
         if self.input_wire not in _INPUT_WIRES:
             raise SplitpruneError(
@@ -132,19 +132,18 @@ class SplitModel:
     def __init__(
         self, spec: str, settings: SplitSettings, *, extra_placements: tuple[tuple[str, ...], ...] = ()
     ) -> None:
-        from ..board import load_board
-        from ..deploy import configure
-        from ..energy import annotate
+        from ..deploy import Deployment
         from ..graph import trace
         from ..link import load_link, load_server
         from ..models import load_model
-        from ..split import InputWire, SplitOptions, SplitProblem, SplitSolver, WireFormat, bandwidth_policy
+        from ..split import SplitOptions, SplitSolver, bandwidth_policy, split_problem
 
         self.spec, self.settings = spec, settings
-        profile = configure(
-            load_board(settings.board), mode=settings.mode, precision=settings.precision,
-            power_mode=settings.power_mode,
-        )
+        deployed = Deployment.of(settings.board, mode=settings.mode, precision=settings.precision,
+                                 power_mode=settings.power_mode)
+        self.wire = settings.wire or deployed.precision
+        if self.wire not in _WIRES:
+            raise SplitpruneError(f"the runtime cannot send --wire {self.wire!r}; use fp32, fp16 or int8")
         self.link = load_link(settings.link)
         server = load_server(settings.server) if settings.server is not None else None
         torch.manual_seed(settings.seed)
@@ -153,12 +152,9 @@ class SplitModel:
         shape = settings.input_shape or loaded.input_shape
         generator = torch.Generator().manual_seed(settings.seed)
         self.example = torch.randn(shape, generator=generator)
-        self.graph = annotate(trace(self.module, self.example, name=spec), profile)
-        g = self.graph
-        self.problem = SplitProblem.from_digraph(
-            g.nx, g.order, inputs=g.inputs, output=g.output, wire=WireFormat.parse(settings.wire),
-            input_wire=InputWire.parse(settings.input_wire), server=server,
-        )
+        self.graph = trace(self.module, self.example, name=spec)
+        self.problem = split_problem(self.graph, deployed, wire=self.wire, input_wire=settings.input_wire,
+                                     server=server)
         self.options = SplitOptions(objective=settings.objective, alpha=settings.alpha)
         low, high = settings.rate_range_bps
         self.policy = bandwidth_policy(SplitSolver(self.problem), self.link, low, high, options=self.options)
@@ -193,7 +189,7 @@ class SplitModel:
                 "full_offload" if int(mask.sum()) == len(p.inputs) else "split")
             crossing = ("output",) if kind == "all_local" else tuple(p.names[u] for u in np.flatnonzero(sent))
             inputs = {p.names[i] for i in p.inputs}
-            codecs = tuple(self.settings.input_wire if c in inputs else self.settings.wire for c in crossing)
+            codecs = tuple(self.settings.input_wire if c in inputs else self.wire for c in crossing)
             cuts.append(Cut(cut_id(nodes), kind, nodes, crossing, codecs, tuple(spans),
                             int(p.wire_bytes[sent].sum()), mask))
         return tuple(cuts)

@@ -27,9 +27,9 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from ..board import gemm_shape
 from ..errors import SplitpruneError
 from ..link import LinkFigures
+from ..pricing import op_costs
 from .wire import InputWire, WireFormat
 
 __all__ = ["Costs", "Evaluation", "SplitProblem", "closed_placements", "evaluate"]
@@ -151,19 +151,10 @@ class SplitProblem:
         def column(key: str, default: Any = 0.0, dtype: Any = float) -> np.ndarray:
             return np.array([nodes[v].get(key, default) for v in names], dtype=dtype)
 
-        if server is not None:
-            def server_cost(model: Any, v: str) -> float:
-                a = nodes[v]
-                return model.layer_cost(
-                    a["kind"],
-                    macs=a["macs"],
-                    mem_bytes=a["mem_bytes"],
-                    kernels=a["kernels"],
-                    dispatches=a.get("dispatches", 1),
-                    shape=gemm_shape(a["kind"], a.get("output_shapes", [])),
-                )
-            server_latency = np.array([server_cost(server.latency_s, v) for v in names])
-            server_energy = np.array([server_cost(server.energy_j, v) for v in names])
+        if server is not None:  # the server's own tables, with the board's formulas
+            costs = [op_costs(server, nodes[v]) for v in names]
+            server_energy = np.array([e for e, _ in costs])
+            server_latency = np.array([t for _, t in costs])
         else:
             server_latency = column("server_latency_s")
             server_energy = column("server_energy_j")

@@ -264,10 +264,9 @@ def solve_split(
         raise SplitpruneError("graph has no energy annotation; call splitprune.annotate first")
     fmt = wire if isinstance(wire, WireFormat) else WireFormat.parse(wire)
     fmt_in = input_wire if isinstance(input_wire, InputWire) else InputWire.parse(input_wire)
-    problem = SplitProblem.from_digraph(
-        graph.nx, graph.order, inputs=graph.inputs, output=graph.output, wire=fmt, input_wire=fmt_in,
-        server=server,
-    )
+    from .deployed import split_problem
+
+    problem = split_problem(graph, None, wire=fmt, input_wire=fmt_in, server=server)
     try:
         figures = link.figures(rate_bps)
     except ValueError as exc:

@@ -21,7 +21,6 @@ from typing import Any
 
 from ..errors import SplitpruneError
 from .entry import EntryPoint, PrimedExecutor
-from .pricing import board_profile
 from .spec import Job
 
 # A concurrent.futures.Executor or a study executor: anything with submit(fn, *args) -> Future.
@@ -154,7 +153,7 @@ def _one_line(text: str) -> str:
 
 
 def _example(job: Job, *, device: str) -> tuple[Any, Any]:
-    """The job's model (seeded weights on ``device``) and an example input of its shape."""
+    """The job's model (seeded weights on ``device``) and an example input of its shape and batch."""
     import torch
 
     from ..models import load_model
@@ -162,13 +161,9 @@ def _example(job: Job, *, device: str) -> tuple[Any, Any]:
     options = job.options
     torch.manual_seed(int(options.get("seed", 0)))
     loaded = load_model(job.model, device=device)
-    shape = tuple(options.get("input_shape") or loaded.input_shape)
+    shape = job.deployment().input_shape(options.get("input_shape") or loaded.input_shape)
     example = torch.empty(shape, device="meta") if device == "meta" else torch.randn(shape)
     return loaded.module.eval(), example
-
-
-def _profile(job: Job) -> Any:
-    return board_profile(job.board, mode=job.mode, precision=job.precision, power_mode=job.power_mode)
 
 
 def _links(job: Job) -> tuple[Any, Any]:
@@ -183,37 +178,34 @@ def _estimate(job: Job, executor: Executor | None) -> dict[str, Any]:
     from ..graph import trace
 
     module, example = _example(job, device="meta")
-    return annotate(trace(module, example, name=job.model), _profile(job)).to_dict()
+    deployed = job.deployment()
+    graph = annotate(trace(module, example, name=job.model), deployed)
+    return {**graph.to_dict(), "deployment": deployed.to_dict()}
 
 
 def _split(job: Job, executor: Executor | None) -> dict[str, Any]:
-    from ..energy import annotate
     from ..graph import trace
     from ..prune import Budget
-    from ..split import InputWire, SplitOptions, SplitProblem, SplitSolver, WireFormat, evaluate
+    from ..split import SplitOptions, evaluate, split_graph, split_problem
 
     options = job.options
     link, server = _links(job)
+    deployed = job.deployment()
     module, example = _example(job, device="meta")
-    graph = annotate(trace(module, example, name=job.model), _profile(job))
-    problem = SplitProblem.from_digraph(
-        graph.nx, graph.order, inputs=graph.inputs, output=graph.output,
-        wire=WireFormat.parse(options.get("wire", "fp32")),
-        input_wire=InputWire.parse(options.get("input_wire", "uint8")), server=server,
-    )
-    figures = link.figures(job.rate_bps)
+    graph = trace(module, example, name=job.model)
+    wires = {"wire": options.get("wire"), "input_wire": options.get("input_wire", "uint8")}
     limits: dict[str, Any] = {}
     if job.budget is not None:
         budget = Budget.parse(job.budget)
-        local = evaluate(problem, problem.all_local(), figures)
+        problem = split_problem(graph, deployed, server=server, **wires)
+        local = evaluate(problem, problem.all_local(), link.figures(job.rate_bps))
         base = local.total_energy_j if budget.metric == "energy_j" else local.latency_s
         key = "energy_budget_j" if budget.metric == "energy_j" else "deadline_s"
         limits[key] = budget.resolve(base)
     split_options = SplitOptions(objective=job.objective or "energy", cross_check=not limits, **limits)
-    result = SplitSolver(problem).solve(figures, split_options)
-    result = replace(result, model=job.model, board=graph.board, link_name=link.name,
-                     server=None if server is None else server.name)
-    return result.to_dict()
+    solved = split_graph(graph, deployed, link, options=split_options, server=server,
+                         rate_bps=job.rate_bps, name=job.model, **wires)
+    return {**solved.result.to_dict(), "deployment": deployed.to_dict()}
 
 
 def _prune(job: Job, executor: Executor | None) -> dict[str, Any]:
@@ -225,7 +217,7 @@ def _prune(job: Job, executor: Executor | None) -> dict[str, Any]:
     if budget.relative and metric == "latency":
         budget = Budget(budget.value, metric="latency_s")
     module, example = _example(job, device="cpu")
-    result = prune_to_budget(module, example, _profile(job), budget, importance=importance,
+    result = prune_to_budget(module, example, job.deployment(), budget, importance=importance,
                              options=PruneOptions(seed=int(job.options.get("seed", 0)), **settings),
                              name=job.model)
     document = result.to_dict()
@@ -244,7 +236,7 @@ def _plan(job: Job, executor: Executor | None) -> dict[str, Any]:
 
     options = job.options
     link, server = _links(job)
-    profile = _profile(job)
+    profile = job.deployment()
     module, example = _example(job, device="cpu")
     budget = Budget.parse(job.budget)  # type: ignore[arg-type]  # spec validation: plan has budgets
     if budget.relative:  # a fraction of the unpruned model's all-local energy
@@ -253,7 +245,7 @@ def _plan(job: Job, executor: Executor | None) -> dict[str, Any]:
     else:
         limit = {"energy_budget_j" if budget.metric == "energy_j" else "deadline_s": budget.value}
     plan_options = PlanOptions(
-        objective=job.objective or "energy", wire=options.get("wire", "fp32"),
+        objective=job.objective or "energy", wire=options.get("wire"),
         input_wire=options.get("input_wire", "uint8"),
         **{k: v for k, v in (options.get("plan") or {}).items()}, **limit,
     )

@@ -7,9 +7,18 @@ the command are rejected (a ``links`` list on an ``estimate`` study is a mistake
     command = "split"
     models = ["torchvision:resnet18", "torchvision:mobilenet_v2"]
     boards = ["tx2", "xavier-nx"]
+    modes = ["eager", "tensorrt"]
+    precisions = ["fp16"]
+    power_modes = ["all"]            # every mode of each board's profile
     links = ["5g", "wifi"]
     rates_bps = [1e6, 1e7]
     objective = "energy"
+
+Every deployment axis the CLI takes is a list here: ``modes`` (``eager``, ``graph``, ``tensorrt``),
+``precisions``, ``power_modes`` (names, aliases, numbers, or ``all``), ``clocks`` (explicit clock
+settings, ``"gpu=624.75MHz,emc=2133MHz"``), ``batches`` and ``launches`` (``enqueue``, ``cuda-graph``;
+TensorRT jobs only). A job prices exactly what the CLI with the same options prices
+(:func:`splitprune.study.pricing.job_deployment`).
 
 Every :class:`Job` carries only plain parameters (strings, numbers, tuples), so it pickles to any
 worker, which rebuilds models, profiles and cvxpy problems itself. Its id is a hash of those
@@ -35,13 +44,12 @@ __all__ = ["COMMANDS", "Job", "StudyFile", "StudySpec", "expand", "load_study"]
 
 COMMANDS = ("estimate", "split", "prune", "plan")
 # Which product keys each command reads; the others must stay unset.
+_DEPLOYMENT = ("models", "boards", "modes", "precisions", "power_modes", "clocks", "batches", "launches")
 _AXES = {
-    "estimate": ("models", "boards", "modes", "precisions", "power_modes"),
-    "split": ("models", "boards", "modes", "precisions", "power_modes", "links", "rates_bps", "objectives",
-              "budgets"),
-    "prune": ("models", "boards", "modes", "precisions", "power_modes", "budgets"),
-    "plan": ("models", "boards", "modes", "precisions", "power_modes", "links", "rates_bps", "objectives",
-             "budgets"),
+    "estimate": _DEPLOYMENT,
+    "split": (*_DEPLOYMENT, "links", "rates_bps", "objectives", "budgets"),
+    "prune": (*_DEPLOYMENT, "budgets"),
+    "plan": (*_DEPLOYMENT, "links", "rates_bps", "objectives", "budgets"),
 }
 _OBJECTIVES = {"split": ("energy", "latency", "weighted"), "plan": ("energy", "latency")}
 
@@ -81,17 +89,21 @@ class StudySpec(StrictModel):
     command: Literal["estimate", "split", "prune", "plan"]
     models: list[str] = Field(min_length=1)
     boards: list[str] = Field(default_factory=lambda: ["tx2"], min_length=1)
-    modes: list[Literal["eager", "graph"]] = Field(default_factory=lambda: ["eager"],  # type: ignore[arg-type]
-                                                   min_length=1)
+    modes: list[Literal["eager", "graph", "tensorrt"]] = Field(
+        default_factory=lambda: ["eager"], min_length=1  # type: ignore[arg-type]
+    )
     precisions: list[str] | None = None
     power_modes: list[str] | None = None
+    clocks: list[str] | None = None
+    batches: list[int] | None = None
+    launches: list[Literal["enqueue", "cuda-graph"]] | None = None
     links: list[str] | None = None
     rates_bps: list[float] | None = None
     objective: str | None = None
     objectives: list[str] | None = None
     budgets: list[float | str] | None = None
     server: str | None = None
-    wire: str = "fp32"
+    wire: str | None = None
     input_wire: str = "uint8"
     input_shape: list[int] | None = None
     seed: int = 0
@@ -107,6 +119,21 @@ class StudySpec(StrictModel):
             if not (rate > 0 and math.isfinite(rate)):
                 raise ValueError(f"every rate must be positive and finite, got {rate}")
         return value
+
+    @field_validator("batches")
+    @classmethod
+    def _positive_batches(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or any(b < 1 for b in value)):
+            raise ValueError(f"batches must be whole numbers >= 1, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _launch_needs_tensorrt(self) -> StudySpec:
+        if self.launches is not None and "tensorrt" not in self.modes:
+            raise ValueError("launches apply to TensorRT: add \"tensorrt\" to modes or remove launches")
+        if self.clocks is not None and self.power_modes is not None and "all" in self.power_modes:
+            raise ValueError("clocks price explicit clocks over one power mode; do not combine with \"all\"")
+        return self
 
     @field_validator("input_shape")
     @classmethod
@@ -165,6 +192,9 @@ class StudyFile(StrictModel):
     study: StudySpec
 
 
+_LATER_AXES = ("clocks", "batch", "launch")
+
+
 @dataclass(frozen=True)
 class Job:
     """One independent run of a command, as plain data.
@@ -173,9 +203,12 @@ class Job:
         command: ``estimate``, ``split``, ``prune`` or ``plan``.
         model: Model spec (``torchvision:NAME``, ``package.module:fn``, ``file.py:fn``).
         board: Board profile name or path.
-        mode: ``eager`` or ``graph``.
+        mode: ``eager``, ``graph`` or ``tensorrt``.
         precision: Precision priced (None: the profile's own).
         power_mode: Power mode priced (None: the profile's own).
+        clocks: Explicit clocks (``gpu=..,emc=..``) over the power mode, None: the mode's own.
+        batch: Batch size (None: the model's own input shape).
+        launch: TensorRT launch method (None: the default, ``enqueue``; other modes: None).
         link: Link profile (split and plan).
         rate_bps: Uplink rate, bit/s (None: the link's own).
         objective: What the command minimises (split and plan).
@@ -194,6 +227,9 @@ class Job:
     objective: str | None = None
     budget: float | str | None = None
     settings: str = "{}"
+    clocks: str | None = None
+    batch: int | None = None
+    launch: str | None = None
 
     @property
     def job_id(self) -> str:
@@ -212,10 +248,25 @@ class Job:
         return float(self.options.get("evaluate_gpus", 0.0)) if self.options.get("evaluate") else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (the parameters that define the job)."""
+        """Plain dict (the parameters that define the job).
+
+        The deployment axes added later (``clocks``, ``batch``, ``launch``) appear only when set, so a
+        job that does not use them keeps the id it had before they existed (resuming still works).
+        """
         row = asdict(self)
         row["settings"] = self.options
+        for key in _LATER_AXES:
+            if row[key] is None:
+                del row[key]
         return row
+
+    def deployment(self) -> Any:
+        """The job's :class:`~splitprune.deploy.Deployment` (as the CLI with these options builds it)."""
+        from .pricing import job_deployment
+
+        return job_deployment(self.board, mode=self.mode, precision=self.precision,
+                              power_mode=self.power_mode, clocks=self.clocks, batch=self.batch,
+                              launch=self.launch)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
@@ -237,21 +288,31 @@ def load_study(path: Path) -> StudySpec:
 
 
 def check_pricing(spec: StudySpec, *, source: str = "study") -> None:
-    """Reject precisions and power modes the cost model cannot price yet (one line each).
+    """Reject deployments the cost model cannot price (one line each), before any job runs.
 
     Raises:
-        ConfigError: A board is unknown, or a precision or power mode is not its profile's own.
+        ConfigError: A board is unknown, or a mode, precision, power mode, clock setting or launch
+            method is not priced for its profile.
     """
-    from .pricing import board_profile
-
-    unset: list[str | None] = [None]
-    for board, mode, precision, power_mode in itertools.product(
-        spec.boards, spec.modes, spec.precisions or unset, spec.power_modes or unset
-    ):
+    for job in expand(spec):
         try:
-            board_profile(board, mode=mode, precision=precision, power_mode=power_mode)
+            job.deployment()
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+
+
+def _power_modes(spec: StudySpec, board: str) -> list[str | None]:
+    """The power modes of ``board`` the study lists (``all``: every mode of its profile)."""
+    if not spec.power_modes:
+        return [None]
+    if "all" not in spec.power_modes:
+        return list(spec.power_modes)
+    from ..board import load_board
+
+    profile = load_board(board)
+    every = list(profile.power_modes) or [profile.board.power_mode]
+    named = [m for m in spec.power_modes if m != "all"]
+    return list(dict.fromkeys([*every, *named]))
 
 
 def expand(spec: StudySpec) -> list[Job]:
@@ -262,23 +323,28 @@ def expand(spec: StudySpec) -> list[Job]:
     if spec.command != "prune":
         importances = importances[:1]  # not read: one set of settings
     lists: dict[str, list[Any]] = {
-        "models": spec.models, "boards": spec.boards, "modes": list(spec.modes),
-        "precisions": spec.precisions or [None], "power_modes": spec.power_modes or [None],
+        "boards": spec.boards, "modes": list(spec.modes),
+        "precisions": spec.precisions or [None], "power_modes": [None],
+        "clocks": spec.clocks or [None], "batches": spec.batches or [None],
+        "launches": spec.launches or [None],
         "links": (spec.links or [None]) if "links" in axes else [None],
         "rates_bps": (spec.rates_bps or [None]) if "rates_bps" in axes else [None],
         "objectives": spec.objective_list() or [None],
         "budgets": (spec.budgets or [None]) if "budgets" in axes else [None],
     }
     jobs = []
-    models = lists.pop("models")
-    for model, chosen, *rest in itertools.product(models, importances, *lists.values()):
-        board, mode, precision, power_mode, link, rate, objective, budget = rest
+    for model, chosen, *rest in itertools.product(spec.models, importances, *lists.values()):
+        board, mode, precision, _, clocks, batch, launch, link, rate, objective, budget = rest
+        if mode != "tensorrt":
+            launch = None  # a launch method is a TensorRT axis: other modes run once
         settings = _canonical(_settings(spec, chosen))
-        jobs.append(Job(
-            command=spec.command, model=model, board=board, mode=mode, precision=precision,
-            power_mode=power_mode, link=link, rate_bps=None if rate is None else float(rate),
-            objective=objective, budget=budget, settings=settings,
-        ))
+        for power_mode in _power_modes(spec, board):
+            jobs.append(Job(
+                command=spec.command, model=model, board=board, mode=mode, precision=precision,
+                power_mode=power_mode, link=link, rate_bps=None if rate is None else float(rate),
+                objective=objective, budget=budget, settings=settings, clocks=clocks,
+                batch=None if batch is None else int(batch), launch=launch,
+            ))
     return list({job.job_id: job for job in jobs}.values())  # a list given twice runs once
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from splitprune import annotate, load_board, trace
+from splitprune.deploy import configure
 from splitprune.errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parent / "tx2_schema2.toml"  # the schema-2 TX2 profile of splitprune 0.1
@@ -115,34 +116,36 @@ def test_schema_1_profiles_still_load_with_their_formula(tmp_path):
     assert old.schema_version == 1 and old.latency_s.launch_floor == {} and old.energy_j.static_power_w == 0
     e = old.energy_j
     # no launch floor, no static power: cost = the work's term + static_per_layer, as in schema 1
-    conv = e.layer_cost("conv", macs=10**8, mem_bytes=10**5, kernels=64)
+    conv = e.latency_cost("conv", macs=10**8, mem_bytes=10**5, kernels=64)
     assert conv == pytest.approx(e.conv_per_mac * 10**8 + e.static_per_layer)
-    bn = e.layer_cost("bn", macs=0, mem_bytes=10**6, kernels=0)
+    bn = e.latency_cost("bn", macs=0, mem_bytes=10**6, kernels=0)
     assert bn == pytest.approx(e.memory_per_byte * 10**6 + e.static_per_layer)
-    assert e.layer_cost("reshape", macs=0, mem_bytes=10**6) == 0.0
+    assert e.latency_cost("reshape", macs=0, mem_bytes=10**6) == 0.0
 
 
 def test_graph_mode_drops_the_cpu_dispatch_terms():
     eager = load_board("tx2")
-    graph = eager.for_mode("graph")
+    graph = configure(eager, mode="graph")
     assert graph.latency_s.launch_floor == {} and graph.latency_s.network_per_op == 0
     small = {"macs": 10**4, "mem_bytes": 10**4, "kernels": 32}
-    assert eager.latency_s.layer_cost("conv", **small) == pytest.approx(
+    assert eager.latency_s.latency_cost("conv", **small) == pytest.approx(
         eager.latency_s.launch_floor["default"], rel=0.01
     )
-    assert graph.latency_s.layer_cost("conv", **small) < 0.1 * eager.latency_s.layer_cost("conv", **small)
+    assert graph.latency_s.latency_cost("conv", **small) < 0.1 * eager.latency_s.latency_cost("conv", **small)
     big = {"macs": 10**10, "mem_bytes": 10**6, "kernels": 64}  # compute-bound: the same either way
-    assert graph.latency_s.layer_cost("conv", **big) == pytest.approx(
-        eager.latency_s.layer_cost("conv", **big)
+    assert graph.latency_s.latency_cost("conv", **big) == pytest.approx(
+        eager.latency_s.latency_cost("conv", **big)
     )
-    assert graph.energy_j.layer_cost("conv", **small) < eager.energy_j.layer_cost("conv", **small)
+    energy = [p.energy_j.energy_cost("conv", latency_s=p.latency_s.latency_cost("conv", **small), **small)
+              for p in (graph, eager)]
+    assert energy[0] < energy[1]
     with pytest.raises(ConfigError, match="unknown mode 'lazy'"):
-        eager.for_mode("lazy")
+        configure(eager, mode="lazy")
 
 
 def test_kernel_padding_makes_multiples_of_the_granularity_cheaper_per_mac():
     cost = load_board(SHIPPED).energy_j
-    per_mac = [cost.layer_cost("conv", macs=10**6, mem_bytes=0, kernels=k) for k in (32, 33, 64)]
+    per_mac = [cost.latency_cost("conv", macs=10**6, mem_bytes=0, kernels=k) for k in (32, 33, 64)]
     assert per_mac[0] == per_mac[2] < per_mac[1]
 
 

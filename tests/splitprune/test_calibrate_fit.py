@@ -11,7 +11,7 @@ import pytest
 from cli_runner import run_cli
 
 from measure.record import SweepLog
-from splitprune.board import CostModel, couple_energy, load_board
+from splitprune.board import CostModel, load_board
 from splitprune.calibrate import LayerData, calibrate, fit_latency, profile_toml, read_sweep, validate
 from splitprune.errors import DataError
 
@@ -57,17 +57,17 @@ def _write_csv(
     rng = np.random.default_rng(seed)
     latency = CostModel(**coefficients)
     power = CostModel(**energy) if energy else None
-    if power is not None:
-        couple_energy(power, latency)
     log = SweepLog(path, {**ENV, "sensor": "ina3221" if energy else "none"})
     for i, layer in enumerate(_layers(rng)):
         sizes = {k: layer[k] for k in ("macs", "mem_bytes", "kernels")}
         row = {"run_id": log.run_id, "point_id": f"p{i}", "op": layer["kind"], "status": "ok", **layer}
         row["input_shape"] = "1x8x8x8"
-        row["latency_s_median"] = latency.layer_cost(layer["kind"], **sizes) * math.exp(rng.normal(0, noise))
+        seconds = latency.latency_cost(layer["kind"], **sizes)
+        row["latency_s_median"] = seconds * math.exp(rng.normal(0, noise))
         row["latency_s_mean"] = row["latency_s_median"]
         if power is not None:
-            gross = power.layer_cost(layer["kind"], **sizes) * math.exp(rng.normal(0, noise))
+            noise_factor = math.exp(rng.normal(0, noise))
+            gross = power.energy_cost(layer["kind"], latency_s=seconds, **sizes) * noise_factor
             row["energy_j_median"] = gross
             row["net_energy_j_median"] = gross - 4.0 * row["latency_s_median"]  # 4 W of the 5 W is idle
         log.append(row)
@@ -116,7 +116,7 @@ def test_fit_recovers_synthetic_coefficients_within_2_percent(tmp_path: Path, g:
 def _layer_data(model: CostModel, seed: int = 1) -> LayerData:
     layers = _layers(np.random.default_rng(seed))
     y = [
-        model.layer_cost(r["kind"], macs=r["macs"], mem_bytes=r["mem_bytes"], kernels=r["kernels"])
+        model.latency_cost(r["kind"], macs=r["macs"], mem_bytes=r["mem_bytes"], kernels=r["kernels"])
         for r in layers
     ]
     return LayerData.of(
@@ -141,7 +141,7 @@ def test_unmeasured_kinds_borrow_a_related_floor_and_say_so():
     floors = fit.model.launch_floor
     assert floors["norm"] == floors["bn"] and floors["softmax"] == floors["act"]
     assert "attention" not in floors  # no related single op: the default per ATen op it dispatches
-    nine = fit.model.layer_cost("attention", macs=0, mem_bytes=0, dispatches=9)
+    nine = fit.model.latency_cost("attention", macs=0, mem_bytes=0, dispatches=9)
     assert nine == pytest.approx(9 * floors["default"], rel=0.01)
     assert "launch_floor.norm" in fit.fallbacks and "gemm_per_mac" in fit.fallbacks
     assert fit.model.gemm_per_mac is None  # GEMMs use the conv slope

@@ -68,7 +68,7 @@ def test_the_model_sees_launch_floors_and_static_power(fitted):
     assert 100 < energy.static_power_w < 170
     # a big conv is compute bound at both batches: MACs set its time, not the floor
     rows = 10**10 // (256 * 576)  # a 3x3 conv from 64 to 256 channels on that many output pixels
-    big = latency.layer_cost("conv", macs=10**10, mem_bytes=10**7, kernels=256, shape=(1, rows, 256))
+    big = latency.latency_cost("conv", macs=10**10, mem_bytes=10**7, kernels=256, shape=(1, rows, 256))
     assert big > 5 * floors["conv"]
     assert any(w.startswith("launch_floor.norm borrowed") for w in result.warnings)
 

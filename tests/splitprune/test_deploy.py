@@ -175,10 +175,10 @@ def test_tiles_and_waves_charge_a_layer_that_leaves_sms_idle() -> None:
 def test_schema_two_profiles_still_price_as_before() -> None:
     old = sp.load_board(Path(__file__).resolve().parent / "tx2_schema2.toml")  # the 0.1 TX2 profile
     assert old.schema_version == 2 and old.latency_s.concurrent_tiles == 0
-    graph = sp.annotate(_graph("resnet18"), old.for_mode("graph"))
+    graph = sp.annotate(_graph("resnet18"), configure(old, mode="graph"))
     for attrs in graph.nodes.values():
         if attrs["kind"] == "conv":
-            expected = old.for_mode("graph").latency_s.work_cost(
+            expected = configure(old, mode="graph").latency_s.work_cost(
                 "conv", macs=attrs["macs"], mem_bytes=attrs["mem_bytes"], kernels=attrs["kernels"]
             )
             assert attrs["latency_s"] == pytest.approx(expected)

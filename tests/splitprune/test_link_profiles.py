@@ -80,7 +80,7 @@ def test_shannon_rate(tmp_path):
 
 def test_server_profile_loads():
     server = load_server("gpu-server")
-    assert server.latency_s.layer_cost("conv", macs=10**9, mem_bytes=0, kernels=64) > 0
+    assert server.latency_s.latency_cost("conv", macs=10**9, mem_bytes=0, kernels=64) > 0
 
 
 def _write(tmp_path: Path, text: str) -> Path:

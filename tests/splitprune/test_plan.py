@@ -14,6 +14,7 @@ from torch import nn
 
 from splitprune import annotate, trace
 from splitprune.board import load_board
+from splitprune.deploy import configure
 from splitprune.link import load_link
 from splitprune.plan import PlanInfeasibleError, PlanOptions, plan
 from splitprune.plan.export import export_plan, pruned_model
@@ -48,7 +49,7 @@ def tx2():
     # The small test networks are launch-bound on a TX2 in eager mode (157 us per op whatever its width),
     # where no pruning saves energy; the CUDA-graph view keeps only the work that pruning shrinks.
     # pruning mechanics are checked under the known cost structure of the 0.1 TX2 profile (schema 2)
-    return load_board(Path(__file__).resolve().parent / "tx2_schema2.toml").for_mode("graph")
+    return configure(load_board(Path(__file__).resolve().parent / "tx2_schema2.toml"), mode="graph")
 
 
 @pytest.fixture(scope="module")

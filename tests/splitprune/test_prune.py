@@ -11,6 +11,7 @@ import torchvision
 from torch import nn
 
 from splitprune.board import load_board
+from splitprune.deploy import configure
 from splitprune.energy import annotate
 from splitprune.graph import trace
 from splitprune.prune import (
@@ -32,7 +33,7 @@ def tx2():
     # (157 us per op whatever its width) and pruning can save little; the CUDA-graph view prices the
     # work that the pruning mechanics act on. Eager budgets are covered by the CLI and transformer tests.
     # pruning mechanics are checked under the known cost structure of the 0.1 TX2 profile (schema 2)
-    return load_board(Path(__file__).resolve().parent / "tx2_schema2.toml").for_mode("graph")
+    return configure(load_board(Path(__file__).resolve().parent / "tx2_schema2.toml"), mode="graph")
 
 
 def _traced_energy(model: nn.Module, x: torch.Tensor, board) -> float:
@@ -78,7 +79,7 @@ def test_channel_model_predicts_the_traced_energy_of_a_pruned_group(tx2):
     model = torchvision.models.mobilenet_v2(weights=None).eval()
     x = torch.randn(1, 3, 96, 96)
     graph = annotate(trace(model, x), tx2)
-    cmodel = ChannelModel(graph, model, tx2.energy_j)
+    cmodel = ChannelModel(graph, model, tx2)
     state = cmodel.state()
     assert state.total == pytest.approx(graph.total_energy_j, rel=1e-12)
 
@@ -150,7 +151,7 @@ def test_energy_importance_scores_are_saliency_per_joule(tx2):
     x = torch.randn(1, 3, 32, 32)
     model = _two_groups()
     graph = annotate(trace(model, x), tx2)
-    cmodel = ChannelModel(graph, model, tx2.energy_j)
+    cmodel = ChannelModel(graph, model, tx2)
     dg = build_dependency(model, (x,))
     names = {m: n for n, m in model.named_modules()}
     groups = {

@@ -14,6 +14,7 @@ from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
 from splitprune.board import load_board
+from splitprune.deploy import configure
 from splitprune.energy import annotate
 from splitprune.graph import trace
 from splitprune.prune import PruneOptions, UnsupportedModelError, prune_to_budget
@@ -29,7 +30,7 @@ def tx2():
     # (Swin-T: 0.25 of 0.33 J), so no pruning reaches 0.5; the CUDA-graph view prices the work that
     # pruning shrinks, as a deployment with CUDA graphs or TensorRT would.
     # mechanics under the 0.1 TX2 cost structure (schema 2): the channel model tracks its re-trace exactly
-    return load_board(Path(__file__).resolve().parent / "tx2_schema2.toml").for_mode("graph")
+    return configure(load_board(Path(__file__).resolve().parent / "tx2_schema2.toml"), mode="graph")
 
 
 def _energy(model: nn.Module, x: torch.Tensor, board) -> float:
@@ -89,7 +90,7 @@ def test_transformer_budget_is_met_within_three_percent(tx2, tmp_path, name, siz
 
 def _predicted_vs_traced(model: nn.Module, x: torch.Tensor, board, pick) -> tuple[float, float, float]:
     graph = annotate(trace(model, x), board)
-    cmodel = ChannelModel(graph, model, board.energy_j)
+    cmodel = ChannelModel(graph, model, board)
     state = cmodel.state()
     dg = build_dependency(model, (x,))
     names = {m: n for n, m in model.named_modules()}
@@ -170,7 +171,7 @@ def test_energy_scores_of_head_slots_are_saliency_per_joule_over_the_group(tx2):
     model = _small_vit()
     x = torch.randn(1, 3, 32, 32)
     graph = annotate(trace(model, x), tx2)
-    cmodel = ChannelModel(graph, model, tx2.energy_j)
+    cmodel = ChannelModel(graph, model, tx2)
     dg = build_dependency(model, (x,))
     names = {m: n for n, m in model.named_modules()}
     groups = dg.get_all_groups(root_module_types=[nn.Conv2d, nn.Linear])

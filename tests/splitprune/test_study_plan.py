@@ -10,6 +10,7 @@ import torch
 
 from splitprune import annotate, trace
 from splitprune.board import load_board
+from splitprune.deploy import configure
 from splitprune.link import load_link
 from splitprune.models import load_model
 from splitprune.plan import PlanOptions, plan
@@ -36,7 +37,7 @@ def pool():
 @pytest.fixture(scope="module")
 def setting():
     torch.set_num_threads(1)  # the workers train with one thread each: the same arithmetic here
-    board = load_board("tx2").for_mode("graph")  # small nets are launch-bound in eager mode
+    board = configure(load_board("tx2"), mode="graph")  # small nets are launch-bound in eager mode
     loaded = load_model(f"{MODELS}:trained_digits")
     torch.manual_seed(0)
     x = torch.randn(loaded.input_shape)
