@@ -50,16 +50,7 @@ def annotate(
 
 
 def _price_postprocess(post: dict, profile: BoardProfile) -> None:
-    """Price the post-processing record as one op of the deployment's profile (merge of i21 and i22t)."""
-    from .board import gemm_shape
+    """Price the post-processing record as one op of the deployed profile (i22t's rule on i21's pricing)."""
+    from .pricing import op_costs
 
-    sizes = {
-        "macs": post["macs"],
-        "mem_bytes": post["mem_bytes"],
-        "kernels": post["kernels"],
-        "dispatches": post.get("dispatches", 1),
-        "shape": gemm_shape(post["kind"], post["output_shapes"]),
-    }
-    kind = post["kind"]
-    post["energy_j"] = profile.energy_j.layer_cost(kind, **sizes)
-    post["latency_s"] = profile.latency_s.layer_cost(kind, **sizes)
+    post["energy_j"], post["latency_s"] = op_costs(profile, post)
