@@ -37,6 +37,7 @@ demo: setup
 	$(BIN)/splitprune estimate torchvision:resnet18 --board xavier-nx --mode tensorrt --precision int8 --batch 8 --top 5
 	$(BIN)/splitprune estimate torchvision:resnet50 --board agx-xavier --mode tensorrt --precision fp16 --power-mode all --deadline-ms 10
 	$(BIN)/splitprune validate --networks data/jetson_published/networks.csv --board tx2 --board-filter jetson-tx2
+	$(BIN)/splitprune validate --networks data/jetson_published/networks_orin.csv --board agx-orin --board-filter jetson-agx-orin
 	$(BIN)/splitprune validate data/h100/h100_b1.csv --board h100-nvml --metric both
 	$(BIN)/splitprune split torchvision:mobilenet_v2 --board tx2 --link 5g --server gpu-server --sweep-bandwidth 100k:1G --plot out/split_tx2_5g.png
 	$(BIN)/splitprune split torchvision:resnet18 --board tx2 --link wifi --server gpu-server --sweep-bandwidth 100k:1G --objective latency --export out/split_tx2_wifi_latency --json > out/split_tx2_wifi_latency.json

@@ -67,11 +67,11 @@ def ablation(rows: list) -> dict:
         base = sp.load_board(f"configs/boards/base/{PROFILES[board].replace('-', '_')}.toml")
         steps: dict = {}
         if board == "jetson-tx2":
-            old = sp.load_board(OLD_TX2).for_mode("graph")
-            fp32 = [replace(r, mode="graph", precision="fp32") for r in subset]
+            old = sp.load_board(OLD_TX2)
+            fp32 = [replace(r, mode="graph", precision="fp32", launch=None) for r in subset]
             scored = validate_networks(old, fp32).rows
             steps["0.1 model: CUDA graph, fp32, no fusion"] = _step(scored)
-        unfused = [replace(r, mode="graph") for r in subset]
+        unfused = [replace(r, mode="graph", launch=None) for r in subset]
         steps["datasheet base, no fusion (graph)"] = _step(validate_networks(base, unfused).rows)
         steps["datasheet base + TensorRT fusion + precision"] = _step(validate_networks(base, subset).rows)
         fit = fit_networks(base, subset).summary()
@@ -84,6 +84,7 @@ def ablation(rows: list) -> dict:
 
 
 def _step(scored: list[dict]) -> dict:
+    scored = [r for r in scored if "skipped" not in r]
     return {"latency_mape": _mape([r["latency_error"] for r in scored]),
             "energy_mape": _mape([r["energy_error"] for r in scored])}  # fmt: skip
 
@@ -139,7 +140,10 @@ def fleet_report() -> dict:
     for k in out:
         out[k]["networks"] = len({r.row.model for r in fit.rows
                                   if f"{r.board} {r.row.mode} {r.row.precision} {r.row.launch or '-'}" == k})
-    return {"coefficients": fit.coefficients, "groups": out, "skipped": fit.skipped}
+    rows = [{"board": r.board, "label": r.row.label, "line": r.row.line, "measured_ms": r.row.latency_s * 1e3,
+             "train_error": round(tr, 4), "loo_error": round(lo, 4)}
+            for r, tr, lo in zip(fit.rows, fit.train_error, fit.loo_error, strict=True)]  # fmt: skip
+    return {"coefficients": fit.coefficients, "groups": out, "skipped": fit.skipped, "rows": rows}
 
 
 def _energy_error(r, loo_err: float) -> float | None:
