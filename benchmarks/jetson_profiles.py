@@ -40,6 +40,9 @@ FLEET_BOARDS = {"jetson-tx2": "tx2", "jetson-nano": "nano", "jetson-agx-xavier":
 CPU_ARCH = {"tx2": "denver2_a57", "nano": "a57", "agx_xavier": "carmel", "xavier_nx": "carmel",
             "agx_orin": "a78ae", "orin_nano": "a78ae", "orin_nx": "a78ae", "orin_nx_8gb": "a78ae"}
 """CPU core type per board (datasheets): eager dispatch per clock is shared by boards with the same cores."""
+GPU_ARCH = {"tx2": "pascal", "nano": "maxwell", "agx_xavier": "volta", "xavier_nx": "volta",
+            "agx_orin": "ampere", "orin_nano": "ampere", "orin_nx": "ampere", "orin_nx_8gb": "ampere"}
+"""GPU architecture per board (datasheets): tensor-core efficiencies are shared within one."""
 FLEET_WRITTEN = ("xavier_nx", "agx_orin", "orin_nano", "orin_nx", "orin_nx_8gb")
 """Profiles written from the shared fit (tx2, agx_xavier and nano keep their own network fits)."""
 
@@ -125,7 +128,8 @@ def base_toml(key: str, *, compute_eff: float = PRIOR_EFFICIENCY, fp16_eff: floa
               e_mac: float | None = None, e_byte: float | None = None, floor_s: float | None = None,
               derived_from: str = "", mem_eff: float = PRIOR_MEMORY_EFFICIENCY, int8_eff: float | None = None,
               graph: tuple[float, float, str] | None = None, notes: dict[str, str] | None = None,
-              kind: str = "derived", header: str = "", extra_sources: list[str] | None = None) -> str:
+              kind: str = "derived", header: str = "", extra_sources: list[str] | None = None,
+              trt_overhead_s: float | None = None) -> str:
     name, sms, cuda, tensor, fmax, bw, idle, mode, modes, device_src, _ = SPECS[key]
     base = modes[mode]
     peak = sms * max(cuda["fp32"], tensor.get("fp32", 0)) * base[2]
@@ -164,7 +168,8 @@ def base_toml(key: str, *, compute_eff: float = PRIOR_EFFICIENCY, fp16_eff: floa
     lines += ["[precisions.fp16]", f"efficiency = {fp16_eff!r}", ""]
     if "int8" in tensor:
         lines += ["[precisions.int8]", f"efficiency = {int8_eff if int8_eff is not None else fp16_eff!r}", ""]
-    lines += ["[runtimes.tensorrt]", f"per_inference_s = {enqueue_s!r}", ""]
+    lines += ["[runtimes.tensorrt]", f"per_inference_s = {enqueue_s!r}"]
+    lines += [f"kernel_overhead_s = {trt_overhead_s!r}", ""] if trt_overhead_s is not None else [""]
     if graph is not None and "launch" in RuntimeSpec.model_fields:
         lines += ['[runtimes.tensorrt.launch.cuda-graph]', f"per_inference_s = {graph[0]!r}",
                   f"kernel_overhead_s = {graph[1]!r}", f"source = {_q(graph[2])}", ""]
@@ -225,7 +230,7 @@ def fleet_rows() -> list[tuple[str, BoardProfile, NetworkRow]]:
 
 def run_fleet() -> tuple[FleetFit, dict[str, list[FleetRow]]]:
     """The shared fit over every published row, and the rows by board."""
-    features, skipped = fleet_features(fleet_rows(), cpu_of=CPU_ARCH)
+    features, skipped = fleet_features(fleet_rows(), cpu_of=CPU_ARCH, gpu_of=GPU_ARCH)
     fit = fit_fleet(features, skipped=skipped)
     by_board: dict[str, list[FleetRow]] = {}
     for r in features:
@@ -262,11 +267,14 @@ def write_fleet_profile(key: str, fit: FleetFit, energy: dict | None, derived_en
     """Write ``configs/boards/KEY.toml`` from the shared coefficients and the board's datasheet."""
     c = fit.coefficients
     name, sms, _, tensor, _, _, idle, mode, modes, _, _ = SPECS[key]
+    arch = GPU_ARCH[key]
+    c = {**c, **{k.removesuffix(f".{arch}"): v for k, v in c.items() if k.endswith(f".tensor.{arch}")}}
     fp32_unit = c.get("efficiency.fp32.tensor", 1.0) if "fp32" in tensor else 1.0
     compute_eff = c["compute_efficiency"] * fp32_unit
     floor_scale = c.get(f"launch_floor.{CPU_ARCH[key]}", 1.0)
     gpu_hz = modes[mode][2]
-    overhead_s = c["kernel_cycles.enqueue"] / gpu_hz
+    overhead_s = c.get("kernel_cycles.eager", c["kernel_cycles.enqueue"]) / gpu_hz
+    trt_overhead_s = c["kernel_cycles.enqueue"] / gpu_hz
     graph_s = c["kernel_cycles.cuda-graph"] / gpu_hz
     data_note = " and ".join(_digest(p) for p in PUBLISHED_FILES)
     own = sorted({r.row.label for r in rows})
@@ -278,10 +286,10 @@ def write_fleet_profile(key: str, fit: FleetFit, energy: dict | None, derived_en
     notes = {
         "latency_s.conv_per_mac": f"{shared}: 1 / (this board's fp32 peak{' on TF32 tensor cores (TensorRT and cuDNN default on Ampere)' if 'fp32' in tensor else ''} x shared efficiency {compute_eff:.4f})",
         "latency_s.memory_per_byte": f"{shared}: 1 / (this board's DRAM bandwidth x shared memory efficiency {c['memory_efficiency']:.4f})",
-        "latency_s.static_per_layer": f"{shared}: {c['kernel_cycles.enqueue']:.0f} GPU cycles per kernel (TensorRT enqueue and eager kernels) at this board's {gpu_hz / 1e6:.2f} MHz",
+        "latency_s.static_per_layer": f"{shared}: {c.get('kernel_cycles.eager', c['kernel_cycles.enqueue']):.0f} GPU cycles per eager PyTorch kernel at this board's {gpu_hz / 1e6:.2f} MHz",
         "latency_s.launch_floor": f"{shared}: the eager dispatch floor scaled by CPU clock from the AGX Xavier's 105 us (torch2trt PyTorch fp16 table) x factor {floor_scale:.4f} shared by boards with {CPU_ARCH[key]} cores",
         "precisions.fp16": f"{shared}: fp16 reaches {c.get('efficiency.fp16.tensor', 1.0) / fp32_unit:.4f} x the fp32 share of its tensor-core peak",
-        "runtimes.tensorrt": f"per_inference_s: assumption, {PRIOR['per_inference_s.enqueue'] * 1e6:.0f} us per enqueueV3 (not fitted: one network cannot tell it from the per-kernel cycles); kernel overhead as latency_s.static_per_layer",
+        "runtimes.tensorrt": f"{shared}: kernel_overhead_s = {c['kernel_cycles.enqueue']:.0f} GPU cycles per kernel of an engine enqueued per inference (trtexec, torch2trt, Ultralytics rows; the default launch); per_inference_s: assumption, {PRIOR['per_inference_s.enqueue'] * 1e6:.0f} us per enqueueV3 (not fitted: one network cannot tell it from the per-kernel cycles)",
     }
     if "int8" in tensor:
         kwargs["int8_eff"] = c.get("efficiency.int8.tensor", 1.0) / fp32_unit
@@ -313,6 +321,7 @@ def write_fleet_profile(key: str, fit: FleetFit, energy: dict | None, derived_en
                      fp16_eff=c.get("efficiency.fp16.tensor", 1.0) / fp32_unit, overhead_s=overhead_s,
                      enqueue_s=PRIOR["per_inference_s.enqueue"], floor_s=base_floor * floor_scale,
                      graph=(PRIOR["per_inference_s.cuda-graph"], graph_s, graph_source), notes=notes,
+                     trt_overhead_s=trt_overhead_s,
                      derived_from=f"Shared physics {shared}. The replayed-CUDA-graph launch costs {c['kernel_cycles.cuda-graph']:.0f} cycles per kernel ({graph_s * 1e6:.2f} us here) against enqueue's {c['kernel_cycles.enqueue']:.0f}.",
                      header=header, extra_sources=[_digest(p) for p in PUBLISHED_FILES], **kwargs)
     text += "\n[fit_quality]\n" + "\n".join(

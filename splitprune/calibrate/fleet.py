@@ -6,11 +6,11 @@ EMC and CPU clocks of each power mode, memory bandwidth) and shares with the oth
 
 - ``compute_efficiency``: the share of the fp32 CUDA-core peak a kernel reaches (tiles and waves
   priced apart, :meth:`~splitprune.board.CostModel.tiled_factor`);
-- ``efficiency.<precision>.<unit>``: each precision's share relative to fp32's, on tensor cores or
-  CUDA cores (``fp16.tensor``, ``int8.tensor``, ``fp16.cuda``);
+- ``efficiency.<precision>.<unit>``: each precision's share relative to fp32's, on CUDA cores
+  (``fp16.cuda``) or on one GPU architecture's tensor cores (``fp16.tensor.ampere``, ``int8.tensor.volta``);
 - ``memory_efficiency``: the share of the peak DRAM bandwidth a kernel streams at;
-- ``kernel_cycles.<launch>``: GPU cycles per kernel apart from its work, per TensorRT launch
-  (``enqueue`` or ``cuda-graph``; eager kernels take ``enqueue``'s);
+- ``kernel_cycles.<launch>``: GPU cycles per kernel apart from its work, per launch (TensorRT
+  ``enqueue`` or ``cuda-graph``, or ``eager`` PyTorch);
 - ``launch_floor.<cpu>``: a multiplier of the eager dispatch floor per op (which scales with the CPU
   clock), per CPU core type (Carmel, Cortex-A57, A78AE: their work per clock differs);
 - on Ampere, fp32 runs on TF32 tensor cores (TensorRT's and cuDNN's default), ``efficiency.fp32.tensor``.
@@ -44,6 +44,7 @@ PRIOR = {
     "memory_efficiency": 0.6,
     "kernel_cycles.enqueue": 5000.0,
     "kernel_cycles.cuda-graph": 3000.0,
+    "kernel_cycles.eager": 5000.0,
     "launch_floor": 1.0,
     "per_inference_s.enqueue": 5e-5,
     "per_inference_s.cuda-graph": 2e-5,
@@ -127,12 +128,16 @@ class FleetRow:
 
 
 def fleet_features(
-    rows: Sequence[tuple[str, BoardProfile, NetworkRow]], *, cpu_of: Mapping[str, str] | None = None
+    rows: Sequence[tuple[str, BoardProfile, NetworkRow]],
+    *,
+    cpu_of: Mapping[str, str] | None = None,
+    gpu_of: Mapping[str, str] | None = None,
 ) -> tuple[list[FleetRow], dict[int, str]]:
     """Features of every ``(board key, base profile, row)`` that can be priced, and why the rest cannot.
 
     ``cpu_of`` names each board's CPU core type (``carmel``, ``a78ae``): boards that share it share
-    the eager dispatch factor.
+    the eager dispatch factor. ``gpu_of`` names each board's GPU architecture (``volta``, ``ampere``):
+    tensor-core efficiencies are shared by boards of one architecture (``efficiency.fp16.tensor.ampere``).
     """
     out: list[FleetRow] = []
     skipped: dict[int, str] = {}
@@ -148,6 +153,8 @@ def fleet_features(
             continue
         peak, bandwidth, clock = _base_rates(profile)
         unit = precision_unit(profile, row.precision)
+        if unit is not None and unit.endswith(".tensor") and gpu_of and key in gpu_of:
+            unit = f"{unit}.{gpu_of[key]}"
         out.append(FleetRow(key, feats, peak, bandwidth, clock, unit, (cpu_of or {}).get(key, "cpu")))
     return out, skipped
 
@@ -162,10 +169,15 @@ def coefficient_names(rows: Sequence[FleetRow]) -> list[str]:
     """The coefficients ``rows`` can inform, in a fixed order."""
     names = ["compute_efficiency", "memory_efficiency"]
     names += sorted({f"efficiency.{r.unit}" for r in rows if r.unit is not None})
-    launches = {r.row.launch for r in rows if r.row.mode == "tensorrt"}
-    names += [f"kernel_cycles.{launch}" for launch in ("enqueue", "cuda-graph") if launch in launches]
+    launches = {_launch(r) for r in rows}
+    names += [f"kernel_cycles.{name}" for name in ("enqueue", "cuda-graph", "eager") if name in launches]
     names += sorted({f"launch_floor.{r.cpu}" for r in rows if r.row.mode == "eager"})
     return names
+
+
+def _launch(row: FleetRow) -> str:
+    """How the row's kernels are launched: its TensorRT launch, or ``eager`` (PyTorch, one by one)."""
+    return "eager" if row.row.mode == "eager" else row.row.launch or "enqueue"
 
 
 def _value(coef: Mapping[str, float], name: str) -> float:
@@ -181,7 +193,7 @@ def predict(row: FleetRow, coef: Mapping[str, float]) -> float:
     compute = f.compute / (row.peak_macs_per_s * efficiency)
     memory = f.memory / (row.bandwidth_bps * _value(coef, "memory_efficiency"))
     launch = row.row.launch or "enqueue"
-    cycles = _value(coef, f"kernel_cycles.{launch}")
+    cycles = _value(coef, f"kernel_cycles.{_launch(row)}")
     gpu = np.maximum(compute, memory) + f.overhead * cycles / row.gpu_clock_hz
     if row.row.mode == "eager":
         gpu = _smooth_max(f.floor * _value(coef, f"launch_floor.{row.cpu}"), gpu)
@@ -203,7 +215,7 @@ class _Stacked:
         floors = [f"launch_floor.{r.cpu}" for r in rows]
         self.floor_of = {n: np.repeat([f == n for f in floors], sizes)[self.eager] for n in set(floors)}
         units = [f"efficiency.{r.unit}" if r.unit else "" for r in rows]
-        launches = [f"kernel_cycles.{r.row.launch or 'enqueue'}" for r in rows]
+        launches = [f"kernel_cycles.{_launch(r)}" for r in rows]
         wanted = [n for n in names if n.startswith("efficiency.")]
         self.unit_of = {n: np.repeat([u == n for u in units], sizes) for n in wanted}
         cycles = [n for n in PRIOR if n.startswith("kernel_cycles.")]

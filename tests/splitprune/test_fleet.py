@@ -74,7 +74,7 @@ def small_fleet() -> list[FleetRow]:
     wanted = ("tx2", "xavier_nx", "agx_orin")
     rows = [(key, base, row) for key, base, row in jp.fleet_rows()
             if key in wanted and not row.model.startswith("ultralytics:")]  # fmt: skip
-    features, skipped = fleet_features(rows, cpu_of=jp.CPU_ARCH)
+    features, skipped = fleet_features(rows, cpu_of=jp.CPU_ARCH, gpu_of=jp.GPU_ARCH)
     assert not skipped or all("launched" in why for why in skipped.values())
     return features
 
@@ -103,15 +103,20 @@ def test_clock_drops_slow_the_predicted_row(small_fleet: list[FleetRow]):
 @pytest.mark.parametrize("name", FLEET_PROFILES)
 def test_fleet_profiles_load_and_follow_their_stated_coefficients(name: str):
     profile = sp.load_board(name)
-    coef = profile.fit_quality["fleet_coefficients"]
+    arch = "volta" if name == "xavier-nx" else "ampere"
+    coef = {k.removesuffix(f".{arch}"): v for k, v in profile.fit_quality["fleet_coefficients"].items()}
     device, mode = profile.device, profile.power_modes[profile.board.power_mode]
     peak = device.sm_count * device.peak_macs_per_clock_per_sm("fp32") * mode.gpu_clock_hz
     on_tensor = "fp32" in device.tensor_core_macs_per_clock_per_sm
     tf32 = coef.get("efficiency.fp32.tensor", 1.0) if on_tensor else 1.0
     efficiency = coef["compute_efficiency"] * tf32
     assert profile.latency_s.conv_per_mac == pytest.approx(1 / (peak * efficiency), rel=1e-9)
-    assert profile.latency_s.static_per_layer == pytest.approx(
-        coef["kernel_cycles.enqueue"] / mode.gpu_clock_hz, rel=1e-9
+    eager_s = coef["kernel_cycles.eager"] / mode.gpu_clock_hz
+    assert profile.latency_s.static_per_layer == pytest.approx(eager_s, rel=1e-9)
+    trt = profile.runtimes["tensorrt"]
+    assert trt.kernel_overhead_s == pytest.approx(coef["kernel_cycles.enqueue"] / mode.gpu_clock_hz, rel=1e-9)
+    assert trt.launch["cuda-graph"].kernel_overhead_s == pytest.approx(
+        coef["kernel_cycles.cuda-graph"] / mode.gpu_clock_hz, rel=1e-9
     )
     int8 = coef["efficiency.int8.tensor"] / tf32
     assert profile.precisions["int8"].efficiency == pytest.approx(int8, rel=1e-9)
