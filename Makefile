@@ -36,8 +36,9 @@ demo: setup
 	$(BIN)/splitprune estimate torchvision:resnet18 --board tx2 --mode graph --top 5
 	$(BIN)/splitprune estimate torchvision:resnet18 --board xavier-nx --mode tensorrt --precision int8 --batch 8 --top 5
 	$(BIN)/splitprune estimate torchvision:resnet50 --board agx-xavier --mode tensorrt --precision fp16 --power-mode all --deadline-ms 10
-	$(BIN)/splitprune validate --networks ../shared/data/jetson_published/networks.csv --board tx2 --board-filter jetson-tx2 2>/dev/null || echo "(no ../shared/data/jetson_published beside this clone: skipped the check on published Jetson measurements)"
-	$(BIN)/splitprune validate ../shared/data/h100/h100_b1.csv --board h100-nvml --metric both 2>/dev/null || echo "(no ../shared/data/h100 beside this clone: skipped the check on real H100 measurements)"
+	$(BIN)/splitprune validate --networks data/jetson_published/networks.csv --board tx2 --board-filter jetson-tx2
+	$(BIN)/splitprune validate --networks data/jetson_published/networks_orin.csv --board agx-orin --board-filter jetson-agx-orin
+	$(BIN)/splitprune validate data/h100/h100_b1.csv --board h100-nvml --metric both
 	$(BIN)/splitprune split torchvision:mobilenet_v2 --board tx2 --link 5g --server gpu-server --sweep-bandwidth 100k:1G --plot out/split_tx2_5g.png
 	$(BIN)/splitprune split torchvision:resnet18 --board tx2 --link wifi --server gpu-server --sweep-bandwidth 100k:1G --objective latency --export out/split_tx2_wifi_latency --json > out/split_tx2_wifi_latency.json
 	$(BIN)/splitprune prune torchvision:resnet18 --board tx2 --budget 0.5 --output out/resnet18_pruned_tx2.pt --plot out/prune_tx2.png

@@ -13,7 +13,7 @@ for the full model and for the ablation rows:
 It also predicts the CUDA-graph replays in ``networks_eager_vs_graph.csv`` with ``mode="graph"`` (the
 same profile without its dispatch terms). Prints one JSON document.
 
-    python benchmarks/bench_fidelity.py [--shared ../shared/data/h100]
+    python benchmarks/bench_fidelity.py [--shared data/h100]
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def cross_batch(fit_csv: Path, other_csv: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data" / "h100")
+    parser.add_argument("--shared", type=Path, default=REPO / "data" / "h100")
     parser.add_argument("--quick", action="store_true", help="skip leave-one-network-out and cross-batch")
     args = parser.parse_args()
     results, profiles = [], {}

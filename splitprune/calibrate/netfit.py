@@ -108,7 +108,7 @@ def row_features(profile: BoardProfile, row: NetworkRow) -> RowFeatures:
 
     options: dict[str, Any] = {"precision": row.precision, "power_mode": row.power_mode}
     unit = Deployment.of(_unit(profile), mode=row.mode, **options).profile
-    floors_from = Deployment.of(profile, mode="eager", **options).profile
+    floors_from = Deployment.of(profile, mode="eager", **options).profile if row.mode == "eager" else None
     graph = traced_network(row.model, row.input_shape)
     if row.mode == "tensorrt":
         items = [(graph.nodes[a], k.mem_bytes) for a, k in fuse(graph).items()]
@@ -125,7 +125,7 @@ def row_features(profile: BoardProfile, row: NetworkRow) -> RowFeatures:
         memory.append(lat.memory_per_byte * mem_bytes)
         e_compute += eng.compute_cost(kind, macs=macs, kernels=kernels, shape=shape)
         e_memory += eng.memory_per_byte * mem_bytes
-        if row.mode == "eager":
+        if floors_from is not None:
             fl = floors_from.latency_s
             floor.append(fl.floor(kind, attrs.get("dispatches", 1)) + fl.network_per_op)
     n = len(compute)

@@ -110,6 +110,17 @@ class NetworkScore:
         }
 
 
+def _clocks(row: NetworkRow) -> str | None:
+    """The ``--clocks`` text of the clocks a row states (MLPerf's MaxQ settings), None without."""
+    if row.clocks is None:
+        return None
+    c = row.clocks
+    parts = [f"{k}={v / 1e6}MHz" for k, v in (("gpu", c.gpu_clock_hz), ("emc", c.emc_clock_hz),
+                                             ("cpu", c.cpu_clock_hz)) if v is not None]  # fmt: skip
+    parts += [f"cpu_cores={c.cpu_cores}"] if c.cpu_cores is not None else []
+    return ",".join(parts)
+
+
 def validate_networks(profile: BoardProfile, rows: list[NetworkRow]) -> NetworkScore:
     """Predict every row with ``profile`` configured for it, exactly as ``estimate`` would."""
     from ..deploy import Deployment
@@ -120,16 +131,17 @@ def validate_networks(profile: BoardProfile, rows: list[NetworkRow]) -> NetworkS
     for row in rows:
         try:
             deployed = Deployment.of(
-                profile, mode=row.mode, precision=row.precision, power_mode=row.power_mode
-            )
-        except ConfigError as exc:  # a custom power mode (MLPerf's MaxQ) or a precision the board lacks
+                profile, mode=row.mode, precision=row.precision, launch=row.launch,
+                power_mode=None if row.clocks else row.power_mode, clocks=_clocks(row),
+            )  # fmt: skip
+        except ConfigError as exc:  # a mode the profile lacks or a precision the board cannot run
             scored.append({"label": row.label, "model": row.model, "skipped": str(exc)})
             continue
         graph = price(traced_network(row.model, row.input_shape), deployed)
         predicted_j = graph.total_energy_j
         scored.append({
             "label": row.label, "model": row.model, "batch": row.batch, "mode": row.mode,
-            "precision": row.precision, "power_mode": row.power_mode,
+            "precision": row.precision, "power_mode": row.power_mode, "launch": row.launch,
             "measured_s": row.latency_s, "predicted_s": graph.total_latency_s,
             "latency_error": graph.total_latency_s / row.latency_s - 1.0,
             "measured_j": row.energy_j, "predicted_j": predicted_j if row.energy_j is not None else None,

@@ -3,21 +3,33 @@
 Rows name a torchvision model, an input size, a batch, a runtime (``tensorrt``, ``pytorch-eager``,
 ``pytorch-graph``), a precision, a power mode and what was measured: latency per batch, and power or
 energy per image (gross: idle included). ``python -m measure networks`` writes the same columns.
+
+Published files annotate some cells (``tensorrt (NVIDIA MLPerf LWIS/BERT harness)``, ``int8 (NVIDIA
+config precision=int8)``): the first word is the value, the rest a note. From those notes a row also
+gets how its TensorRT engine was launched (:data:`LAUNCHES`: MLPerf's LWIS harness replays CUDA
+graphs, every other harness enqueues) and the clocks a power mode states (``GPU 930.75 MHz, EMC 3199
+MHz, CPU 1036.8 MHz x2 cores``), so a row run at a custom MaxQ setting is priced at its own clocks.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
 
-__all__ = ["RUNTIME_MODES", "NetworkRow", "read_networks"]
+__all__ = ["LAUNCHES", "RUNTIME_MODES", "NetworkRow", "RowClocks", "read_networks"]
 
 RUNTIME_MODES = {"tensorrt": "tensorrt", "pytorch-eager": "eager", "pytorch-graph": "graph"}
 """CSV ``runtime`` -> splitprune mode."""
+LAUNCHES = ("enqueue", "cuda-graph")
+"""How a TensorRT engine is launched: one enqueue per inference, or a captured CUDA graph replayed."""
+_GRAPH_HARNESSES = ("LWIS", "CUDA graph", "cuda-graph", "useCudaGraph")
+"""Notes that mark a CUDA-graph launch (NVIDIA's MLPerf LWIS harness captures its engines)."""
+_MHZ = r"([0-9]+(?:\.[0-9]+)?) ?MHz"
 _REQUIRED = (
     "board",
     "power_mode",
@@ -29,6 +41,36 @@ _REQUIRED = (
     "input_hw",
     "latency_ms",
 )
+
+
+@dataclass(frozen=True)
+class RowClocks:
+    """Clock caps a row's power-mode cell states (None where it does not state one).
+
+    Attributes:
+        gpu_clock_hz: GPU clock cap.
+        emc_clock_hz: Memory (EMC) clock cap.
+        cpu_clock_hz: CPU clock cap.
+        cpu_cores: CPU cores online.
+    """
+
+    gpu_clock_hz: float | None
+    emc_clock_hz: float | None
+    cpu_clock_hz: float | None
+    cpu_cores: int | None
+
+    @classmethod
+    def parse(cls, text: str) -> RowClocks | None:
+        """The clocks in ``text`` (``GPU max 675.75 MHz, EMC 1600 MHz, 2 CPU cores max 1190.4 MHz``)."""
+
+        def mhz(unit: str) -> float | None:
+            found = re.search(unit + r"[^,;)]*?" + _MHZ, text)
+            return float(found.group(1)) * 1e6 if found else None
+
+        cores = re.search(r"x ?([0-9]+) cores|([0-9]+) CPU cores", text)
+        clocks = cls(mhz("GPU"), mhz("EMC"), mhz("CPU"),
+                     int(cores.group(1) or cores.group(2)) if cores else None)  # fmt: skip
+        return None if clocks.gpu_clock_hz is None else clocks
 
 
 @dataclass(frozen=True)
@@ -47,6 +89,9 @@ class NetworkRow:
         latency_s: Seconds per batch.
         energy_j: Gross joules per batch, or None without a power measurement.
         source: Where the figure comes from.
+        launch: TensorRT launch (:data:`LAUNCHES`), None outside TensorRT or where the source does not
+            say (an engine served through Triton).
+        clocks: Clock caps the power-mode cell states, None where it names a mode only.
     """
 
     line: int
@@ -60,6 +105,8 @@ class NetworkRow:
     latency_s: float
     energy_j: float | None
     source: str
+    launch: str | None = None
+    clocks: RowClocks | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -68,10 +115,9 @@ class NetworkRow:
 
     @property
     def label(self) -> str:
-        """Short label: ``resnet50 tensorrt fp16 b1 MAXN``."""
-        return (
-            f"{self.model.split(':')[-1]} {self.mode} {self.precision} b{self.batch} {self.power_mode or '-'}"
-        )
+        """Short label: ``resnet50 tensorrt fp16 b1 MAXN`` (``cuda-graph`` after the runtime where so)."""
+        mode = f"{self.mode} {self.launch}" if self.launch == "cuda-graph" else self.mode
+        return f"{self.model.split(':')[-1]} {mode} {self.precision} b{self.batch} {self.power_mode or '-'}"
 
 
 def read_networks(path: Path, *, gpu_only: bool = True) -> list[NetworkRow]:
@@ -98,8 +144,29 @@ def read_networks(path: Path, *, gpu_only: bool = True) -> list[NetworkRow]:
     return rows
 
 
+def _first_word(cell: str) -> str:
+    return cell.strip().split(" ")[0].rstrip(":,;")
+
+
+def _power_mode(cell: str) -> str | None:
+    """The mode a power-mode cell names: None where unstated or a non-power MLPerf run (the board's top)."""
+    text = cell.strip()
+    if text in ("", "not stated") or text.startswith("not stated") or "non-power run" in text:
+        return None
+    return _first_word(text)
+
+
+def _model_spec(name: str) -> str:
+    if ":" in name:
+        return name
+    if name.lower().startswith(("yolo", "yolov")):
+        return f"ultralytics:{name.lower()}"
+    return f"torchvision:{name}"
+
+
 def _row(path: Path, line: int, raw: dict[str, str]) -> NetworkRow:
-    runtime = raw["runtime"].strip()
+    runtime_cell = raw["runtime"].strip()
+    runtime = _first_word(runtime_cell)
     if runtime not in RUNTIME_MODES:
         raise DataError(f"{path}:{line}: unknown runtime {runtime!r}; use {', '.join(RUNTIME_MODES)}")
     try:
@@ -111,20 +178,25 @@ def _row(path: Path, line: int, raw: dict[str, str]) -> NetworkRow:
         raise DataError(f"{path}:{line}: bad number ({exc})") from None
     if batch < 1 or not latency_s > 0 or not math.isfinite(latency_s):
         raise DataError(f"{path}:{line}: batch and latency_ms must be positive")
-    mode = raw["power_mode"].strip()
-    model = raw["model"].strip()
+    mode = RUNTIME_MODES[runtime]
+    notes = " ".join((runtime_cell, raw.get("note", ""), raw.get("source", "")))
+    launch = None
+    if mode == "tensorrt" and "Triton" not in runtime_cell:  # Triton's launch is not stated: leave it None
+        launch = "cuda-graph" if any(h in notes for h in _GRAPH_HARNESSES) else "enqueue"
     return NetworkRow(
         line=line,
         board=raw["board"].strip(),
-        power_mode=None if mode in ("", "not stated") else mode,
-        mode=RUNTIME_MODES[runtime],
-        precision=raw["precision"].strip(),
+        power_mode=_power_mode(raw["power_mode"]),
+        mode=mode,
+        precision=_first_word(raw["precision"]),
         batch=batch,
-        model=model if ":" in model else f"torchvision:{model}",
+        model=_model_spec(raw["model"].strip()),
         input_hw=input_hw,
         latency_s=latency_s,
         energy_j=energy_j,
         source=raw.get("source", "").strip(),
+        launch=launch,
+        clocks=RowClocks.parse(raw["power_mode"]),
     )
 
 

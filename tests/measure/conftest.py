@@ -18,8 +18,5 @@ def sysfs(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def h100_data() -> Path:
-    """``shared/data/h100``: beside the repository clone (or beside the folder of worktrees)."""
-    for shared in (REPO.parent / "shared", REPO.parent.parent / "shared"):
-        if (shared / "data" / "h100" / "h100_b1.csv").is_file():
-            return shared / "data" / "h100"
-    pytest.skip("the real H100 measurements (../shared/data/h100) are not beside this clone")
+    """``data/h100``: the real H100 sweeps shipped in the repository."""
+    return REPO / "data" / "h100"

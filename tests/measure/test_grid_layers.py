@@ -48,7 +48,7 @@ def _estimate_s(name: str, *, period_s: float, interval_s: float, counter: bool,
 
 
 def test_gpu_grid_fits_in_10_minutes_by_the_window_rule():
-    # H100: NVML counter tick ~90 ms (../shared/data/h100/README.md), NvmlSensor samples every 2 ms
+    # H100: NVML counter tick ~90 ms (data/h100/README.md), NvmlSensor samples every 2 ms
     total_s = _estimate_s("gpu.toml", period_s=0.09, interval_s=0.002, counter=True, build_s=0.2)
     assert total_s < 0.9 * 600  # 10 % margin for retries
 

@@ -1,4 +1,4 @@
-"""The new code against the real H100 NVML sweeps in ../shared/data/h100 (skipped when absent)."""
+"""The new code against the real H100 NVML sweeps shipped in data/h100."""
 
 from __future__ import annotations
 

@@ -358,11 +358,11 @@ def test_network_term_is_recovered_exactly_and_holds_under_float_noise():
     assert fit_network_term(latency, [(nets[0], nets[0].cost(latency) * 50)]) == pytest.approx(1e-5)
 
 
-PUBLISHED = Path(__file__).resolve().parents[3] / "shared" / "data" / "jetson_published" / "networks.csv"
+PUBLISHED = Path(__file__).resolve().parents[2] / "data" / "jetson_published" / "networks.csv"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not PUBLISHED.is_file(), reason="no ../shared/data/jetson_published beside this clone")
+@pytest.mark.skipif(not PUBLISHED.is_file(), reason="data/jetson_published/networks.csv missing")
 def test_network_fit_does_not_depend_on_float_noise():
     """``calibrate --networks`` on the published Nano rows holds to 1e-8 when each row moves by 1e-12.
 

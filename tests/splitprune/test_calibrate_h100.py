@@ -1,4 +1,4 @@
-"""Calibration on the real H100 NVML sweeps in ../shared/data/h100 (the project's first real energy data).
+"""Calibration on the real H100 NVML sweeps in data/h100 (the project's first real energy data).
 
 Fakes passed what real data broke: these tests run the default ``calibrate`` and ``validate`` on the
 shared CSVs and hold the held-out error to the targets of the cost-model issue.
@@ -19,10 +19,7 @@ from splitprune.calibrate import LayerData, calibrate, fit_latency, read_sweep, 
 from splitprune.calibrate.data import SweepData
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "data" / "h100"
-pytestmark = pytest.mark.skipif(
-    not (SHARED / "h100_b1.csv").is_file(), reason=f"no shared H100 measurements at {SHARED}"
-)
+SHARED = REPO / "data" / "h100"
 BATCHES = ("b1", "b16")
 
 

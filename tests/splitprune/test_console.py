@@ -32,7 +32,7 @@ from splitprune.split import solve_split
 HERE = Path(__file__).resolve().parent
 TINY = f"{HERE / 'data' / 'console_nets.py'}:tiny"
 TINY_SHAPE = ("--input-shape", "1,3,32,32")
-H100_CSV = HERE.parents[1].parent / "shared" / "data" / "h100" / "h100_b1.csv"
+H100_CSV = HERE.parents[1] / "data" / "h100" / "h100_b1.csv"
 WORKERS = min(4, os.cpu_count() or 1)
 
 
@@ -90,22 +90,18 @@ REPORTS: dict[str, tuple[Callable[[Path], tuple[str, ...]], str | None, str]] = 
         "warning:", "splitprune.calibrate/",
     ),
 }
-NEEDS_H100 = {"validate", "calibrate"}
 
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Run]]:
     scratch = tmp_path_factory.mktemp("console")
-    commands = {name: make(scratch) for name, (make, _, _) in REPORTS.items()
-                if name not in NEEDS_H100 or H100_CSV.is_file()}
+    commands = {name: make(scratch) for name, (make, _, _) in REPORTS.items()}
     commands["split (table)"] = ("split", TINY, *TINY_SHAPE, "--link", "wifi")
     return scratch, run_all(commands, scratch)
 
 
 @pytest.mark.parametrize("command", list(REPORTS))
 def test_json_is_the_whole_stdout_and_the_rest_goes_to_stderr(reports, command: str):
-    if command in NEEDS_H100 and not H100_CSV.is_file():
-        pytest.skip(f"no shared H100 measurements at {H100_CSV}")
     _, runs = reports
     done = runs[command]
     assert done.returncode == 0, done.stderr

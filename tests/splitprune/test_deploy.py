@@ -20,8 +20,8 @@ from splitprune.errors import ConfigError
 from splitprune.fusion import fuse
 from splitprune.models import load_model
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "jetson_published" / "networks.csv"
-JETSONS = ("tx2", "nano", "agx-xavier", "xavier-nx", "agx-orin", "orin-nano")
+SHARED = Path(__file__).resolve().parents[2] / "data" / "jetson_published" / "networks.csv"
+JETSONS = ("tx2", "nano", "agx-xavier", "xavier-nx", "agx-orin", "orin-nano", "orin-nx", "orin-nx-8gb")
 
 
 @lru_cache(maxsize=8)
@@ -192,7 +192,6 @@ def test_hardware_tables_need_schema_three(tmp_path: Path) -> None:
         sp.load_board(bad)
 
 
-@pytest.mark.skipif(not SHARED.is_file(), reason="../shared/data/jetson_published is not beside this clone")
 def test_network_fit_on_published_tx2_rows_predicts_held_out_networks() -> None:
     from splitprune.calibrate.netfit import fit_networks, free_coefficients
     from splitprune.calibrate.published import read_networks
@@ -276,7 +275,6 @@ def test_unknown_power_mode_is_one_line_exit_2() -> None:
     assert done.stderr.strip().count("\n") == 0 and "has no power mode 'TURBO'" in done.stderr
 
 
-@pytest.mark.skipif(not SHARED.is_file(), reason="../shared/data/jetson_published is not beside this clone")
 def test_calibrate_and_validate_networks_from_the_console(tmp_path: Path) -> None:
     out = tmp_path / "tx2.toml"
     done = _cli(
