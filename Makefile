@@ -74,6 +74,7 @@ test-latest:
 	$(LATEST_BIN)/pytest
 
 bench: setup
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,bench]"
 	$(BIN)/python benchmarks/bench_trace.py
 
 clean:
