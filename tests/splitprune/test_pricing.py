@@ -20,6 +20,7 @@ from splitprune.study import StudySpec, expand
 from splitprune.study.spec import Job
 
 SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "boards" / "xavier_nx.toml"
+NO_GRAPH_TABLE = SHIPPED.with_name("agx_xavier.toml")  # ships no [runtimes.tensorrt.launch.cuda-graph]
 
 
 def _graph(name: str = "squeezenet1_0", shape: tuple[int, ...] = (1, 3, 96, 96)):
@@ -71,7 +72,6 @@ def test_explicit_clocks_equal_to_a_mode_price_as_that_mode_and_lower_clocks_cos
         ({"clocks": "cpu_cores=two"}, "whole number"),
         ({"launch": "cuda-graph"}, "--launch applies to --mode tensorrt"),
         ({"mode": "tensorrt", "launch": "graphs"}, "unknown launch 'graphs'"),
-        ({"mode": "tensorrt", "launch": "cuda-graph"}, "no runtimes.tensorrt.launch.cuda-graph costs"),
         ({"batch": 0}, "batch must be"),
         ({"precision": "int8"}, "int8 needs a quantising runtime"),
     ],
@@ -84,10 +84,17 @@ def test_deployment_options_are_checked_once_with_the_fix(options, message):
         Deployment.of("xavier-nx", **options)
 
 
+def test_a_launch_without_evidence_is_refused_with_the_fix():
+    with pytest.raises(ConfigError, match="no runtimes.tensorrt.launch.cuda-graph costs"):
+        Deployment.of(str(NO_GRAPH_TABLE), mode="tensorrt", launch="cuda-graph")
+
+
 def test_launch_default_is_stated_and_a_cuda_graph_table_is_priced_with_its_source(tmp_path):
     assert Deployment.of("xavier-nx", mode="tensorrt").to_dict()["launch"] == "enqueue"
     assert Deployment.of("xavier-nx", mode="graph").to_dict()["launch"] is None
-    text = SHIPPED.read_text()
+    shipped_graph = load_board("xavier-nx").runtimes["tensorrt"].launch["cuda-graph"]
+    assert shipped_graph.source and shipped_graph.per_inference_s is not None
+    text = NO_GRAPH_TABLE.read_text()
     table = ('[runtimes.tensorrt.launch.cuda-graph]\nper_inference_s = 2e-05\nkernel_overhead_s = 1e-06\n'
              'source = "test value, not a measurement"\n\n[provenance]')
     path = tmp_path / "nx.toml"
@@ -96,7 +103,7 @@ def test_launch_default_is_stated_and_a_cuda_graph_table_is_priced_with_its_sour
     enqueue = Deployment.of(str(path), mode="tensorrt")
     assert graph_launch.profile.latency_s.per_inference == 2e-05
     assert graph_launch.profile.latency_s.static_per_layer == 1e-06
-    shipped = load_board("xavier-nx").runtimes["tensorrt"]
+    shipped = load_board(NO_GRAPH_TABLE).runtimes["tensorrt"]
     assert enqueue.profile.latency_s.per_inference == shipped.per_inference_s
     path.write_text(text.replace("[provenance]", table.replace("source =", "sauce = 1\nsource ="), 1))
     with pytest.raises(ConfigError, match="sauce"):
@@ -158,6 +165,6 @@ def test_split_cli_takes_clocks_and_refuses_a_launch_without_evidence_in_one_lin
     a, b = json.loads(slow.out), json.loads(fast.out)
     assert a["deployment"]["power_mode"] == "custom" and a["deployment"]["clocks"]["gpu_clock_hz"] == 3e8
     assert a["all_local"]["device_latency_s"] > b["all_local"]["device_latency_s"]
-    refused = run_cli(*base, "--launch", "cuda-graph")
+    refused = run_cli(*base, "--launch", "cuda-graph", "--board", str(NO_GRAPH_TABLE))
     assert refused.code != 0 and "Traceback" not in refused.err
     assert "runtimes.tensorrt.launch.cuda-graph" in refused.err and len(refused.err.strip().splitlines()) == 1
