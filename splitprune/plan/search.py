@@ -220,8 +220,10 @@ def plan(
     original = model
     model = copy.deepcopy(model)  # the caller's model stays as it was; the copy is rewritten to prune
     adaptation = adapt(model)  # as prune does: YOLO's C2f/C3k2/C2PSA as two convs, Detect/DFL kept
+    training = model.training
     with torch.no_grad():  # steady state, as every pruned model is traced: a detector caches its anchors
-        model(*inputs)
+        model.eval()(*inputs)  # eval: a training-mode batch norm would move its running statistics
+    model.train(training)
     graph0 = annotate(trace(model, inputs, name=label), board)
     check_supported(graph0, model=model, kept=adaptation.kept)
 
