@@ -100,7 +100,7 @@ def split(
 ) -> None:
     """Find the device/server split of MODEL that minimises device energy (or latency) over a link."""
     from ..link import load_link, load_server
-    from ..split import InputWire, SplitOptions, WireFormat, bandwidth_policy, split_graph
+    from ..split import InputWire, SplitOptions, WireFormat, split_graph, split_policy
 
     deployed = deployment(board, mode, precision, power_mode, clocks=clocks, nvpmodel_conf=nvpmodel_conf,
                           batch=batch, launch=launch)
@@ -122,11 +122,11 @@ def split(
     graph, example = annotated_model(model, deployed, input_shape, runnable=export is not None)
     solved = split_graph(graph, deployed, link_profile, options=options, server=server_profile, wire=fmt,
                          input_wire=fmt_in, rate_bps=rate_bps, name=model)
-    result, solver = solved.result, solved.solver
+    result = solved.result
     policy = None
     if sweep is not None:
-        policy = bandwidth_policy(solver, link_profile, sweep[0], sweep[1], options=options,
-                                  samples=sweep[2])
+        policy = split_policy(graph, deployed, link_profile, sweep[0], sweep[1], options=options,
+                              samples=sweep[2], server=server_profile, wire=fmt, input_wire=fmt_in)
     _warn_out_of_range(link, link_profile, result.link.rate_bps, policy)
     document: dict[str, Any] = {**result.to_dict(), "deployment": deployed.to_dict()}
     if policy is not None:

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..export import export_split
 from ..graph import trace
+from ..prune.adapters import adapt
 from ..prune.groups import build_dependency
 from .result import PlanResult, PlanSweep
 
@@ -28,6 +29,8 @@ def pruned_model(
 ) -> nn.Module:
     """A pruned copy of ``model`` as ``result``'s plan prunes it (``model`` is not modified)."""
     work = copy.deepcopy(model)
+    if sweep.rewritten:  # the plan pruned the adapted form: rewrite the copy the same way first
+        adapt(work)
     history = sweep.history(result)
     if history:
         dg = build_dependency(work, example_inputs)

@@ -226,7 +226,10 @@ class PlanSweep:
         elapsed_s: Wall-clock time of the search, s.
         model, board, link_name, server, wire: What was planned.
         errors: Per-rate messages for rates where no plan meets the budget.
-        histories: torch-pruning's pruning history of every evaluated state (by ``PlanPoint.state``).
+        histories: torch-pruning's pruning history of every evaluated state (by ``PlanPoint.state``),
+            on the model as :func:`~splitprune.prune.adapters.adapt` rewrote it.
+        rewritten: Blocks ``adapt`` replaced by prunable equivalents (YOLO's C2f as two convs) before
+            planning; every state, the unpruned one included, is priced in that form.
     """
 
     plans: tuple[PlanResult, ...]
@@ -243,6 +246,7 @@ class PlanSweep:
     wire: str = "fp32"
     errors: tuple[str, ...] = ()
     histories: tuple[tuple[tuple[str, bool, tuple[int, ...]], ...], ...] = field(default=(), repr=False)
+    rewritten: tuple[str, ...] = ()
 
     def history(self, result: PlanResult) -> tuple[tuple[str, bool, tuple[int, ...]], ...]:
         """The pruning history that rebuilds ``result``'s pruned model from the unpruned one."""
@@ -265,6 +269,8 @@ class PlanSweep:
         document["search"] = {
             "candidates": list(self.candidates), "states": self.states, "elapsed_s": self.elapsed_s,
         }
+        if self.rewritten:
+            document["search"]["rewritten"] = list(self.rewritten)
         if self.errors:
             document["search"]["infeasible_rates"] = list(self.errors)
         if len(self.plans) > 1:

@@ -53,6 +53,7 @@ from ..errors import SplitpruneError
 from ..graph import LayerGraph, trace
 from ..link import LinkFigures, LinkProfile
 from ..pricing import MetricPricer
+from ..prune.adapters import adapt
 from ..prune.groups import check_supported, output_layers
 from ..split import InputWire, SplitProblem, SplitSolver, WireFormat, split_problem
 from ..split.problem import Costs, evaluate
@@ -216,15 +217,22 @@ def plan(
     except ValueError as exc:
         raise SplitpruneError(f"bad --rate-bps: {exc}") from None
     label = name or type(model).__name__
+    original = model
+    model = copy.deepcopy(model)  # the caller's model stays as it was; the copy is rewritten to prune
+    adaptation = adapt(model)  # as prune does: YOLO's C2f/C3k2/C2PSA as two convs, Detect/DFL kept
+    training = model.training
+    with torch.no_grad():  # steady state, as every pruned model is traced: a detector caches its anchors
+        model.eval()(*inputs)  # eval: a training-mode batch norm would move its running statistics
+    model.train(training)
     graph0 = annotate(trace(model, inputs, name=label), board)
-    check_supported(graph0)
+    check_supported(graph0, model=model, kept=adaptation.kept)
 
     def to_problem(graph: LayerGraph) -> SplitProblem:
         return split_problem(graph, None, wire=fmt, input_wire=fmt_in, server=server)
 
     problem0 = to_problem(graph0)
     splitter = _Splitter(problem0, opts)
-    ignored = tuple(dict.fromkeys([*output_layers(graph0), *opts.ignore]))
+    ignored = tuple(dict.fromkeys([*adaptation.kept, *output_layers(graph0, model), *opts.ignore]))
     for module_name in opts.ignore:
         if module_name not in dict(model.named_modules()):
             raise SplitpruneError(f"--ignore {module_name!r} is not a module of the model")
@@ -238,15 +246,15 @@ def plan(
 
     deferred = executor is not None and evaluate_fn is not None
     if deferred:
-        submit(0, model)
-    base_accuracy = None if deferred else _accuracy(model, finetune=finetune, evaluate_fn=evaluate_fn)
+        submit(0, original)
+    base_accuracy = None if deferred else _accuracy(original, finetune=finetune, evaluate_fn=evaluate_fn)
     candidates = candidate_cuts(splitter.solver, problem0, link, rates, opts)
     mid = link.figures(math.sqrt(rates[0] * rates[-1]))
     per_byte = mid.energy_per_byte_j if opts.metric == "energy" else mid.latency_per_byte_s
     cost = MetricPricer.of(board, "energy_j" if opts.metric == "energy" else "latency_s")
     round_to = opts.round_to or board.energy_j.conv_kernel_granularity
 
-    states = [PrunedState("unpruned", 0, problem0, widths_of(graph0), 0.0, 0.0, (), base_accuracy)]
+    states = [PrunedState("unpruned", 0, problem0, widths_of(graph0, model), 0.0, 0.0, (), base_accuracy)]
     points: list[PlanPoint] = []
 
     def visit(state: PrunedState, *, prune_only: bool) -> bool:
@@ -311,7 +319,7 @@ def plan(
         max_prune=opts.max_prune, candidates=tuple(n for n, _ in candidates), states=len(states),
         elapsed_s=time.perf_counter() - started, model=label, board=board.name, link_name=link.name,
         server=getattr(server, "name", None), wire=fmt.name, errors=tuple(errors),
-        histories=tuple(s.history for s in states),
+        histories=tuple(s.history for s in states), rewritten=adaptation.rewritten,
     )
 
 
@@ -373,7 +381,7 @@ def _choose(
         if not pareto or p.value(opts.objective) < pareto[-1].value(opts.objective) * (1 - 1e-12):
             pareto.append(p)
     state = states[best.state]
-    before = widths_of(baseline.graph)
+    before = widths_of(baseline.graph, baseline.model)
     pruned = {m: (before[m], w) for m, w in state.widths.items() if m in before and before[m] != w}
     return PlanResult(best=best, prune_only=prune_only, split_only=split_only, pareto=tuple(pareto),
                       prune_only_curve=tuple(local), points=len(joint), problem=state.problem, link=fig,

@@ -37,7 +37,7 @@ from ..energy import annotate
 from ..graph import LayerGraph, trace
 from ..pricing import MetricPricer
 from ..prune.channels import ChannelModel, ChannelState
-from ..prune.groups import build_dependency, group_spec
+from ..prune.groups import build_dependency, group_spec, layer_module, layers_within
 from ..prune.importance import CachedGroupMagnitude
 from ..prune.select import Group, changes_for, chunk_sizes
 from ..split.problem import SplitProblem
@@ -77,14 +77,16 @@ class Baseline:
     """What every trajectory shares: the unpruned model and its channel saliency.
 
     Attributes:
-        model: The unpruned model (never modified).
+        model: The unpruned model (never modified), as :func:`~splitprune.prune.adapters.adapt`
+            rewrote it (YOLO's split convs as two convs; the same output).
         inputs: Example inputs.
         graph: Its traced, annotated graph.
         board: The board profile the graphs are annotated with.
         scores: Root module of each prunable group -> its channels' saliency (mean 1).
         floors: Root module -> fewest channels the guards allow.
         total_channels: Prunable channels in the model (the saliency total).
-        ignored: Module names never pruned (output layers and ``ignore``).
+        ignored: Module names never pruned (output layers, the blocks an adapter keeps whole and
+            ``ignore``); the conv and linear layers inside them are not pruned either.
     """
 
     model: nn.Module
@@ -247,18 +249,23 @@ class Trajectory:
         )
         return PrunedState(
             candidate=self.candidate, step=self.step_index, problem=problem,
-            widths=widths_of(graph),
+            widths=widths_of(graph, self.model),
             saliency_removed=self.removed, channels_removed=self.channels / self.base.total_channels,
             history=history, accuracy=None if accuracy is None else accuracy(self.model),
         )
 
 
-def widths_of(graph: LayerGraph) -> dict[str, int]:
-    """Output channels of every conv and linear module called in ``graph``."""
+def widths_of(graph: LayerGraph, model: nn.Module | None = None) -> dict[str, int]:
+    """Output channels of every conv and linear module called in ``graph``.
+
+    ``model`` is the traced model: ATen graphs (torch.export) hold no layer modules in ``graph.gm``,
+    so their layers are found in it, as ``prune`` finds them (:func:`~splitprune.prune.groups.layer_module`).
+    """
+    owner = model if model is not None else graph.gm
     out = {}
     for name in graph.order:
         attrs = graph.nx.nodes[name]
-        if attrs["kind"] in ("conv", "linear") and attrs["module"] and attrs["module"] == attrs["target"]:
+        if attrs["kind"] in ("conv", "linear") and layer_module(attrs, owner) is not None:
             shape = attrs["output_shapes"][0]
             out[attrs["module"]] = int(shape[1] if attrs["kind"] == "conv" else shape[-1])
     return out
@@ -266,9 +273,9 @@ def widths_of(graph: LayerGraph) -> dict[str, int]:
 
 def _groups(dg: Any, model: nn.Module, names: dict[nn.Module, str], ignored: tuple[str, ...]) -> list:
     roots = [nn.modules.conv._ConvNd, nn.Linear]
-    ignored_modules = [model.get_submodule(n) for n in ignored]
     out = []
-    for tp_group in dg.get_all_groups(ignored_layers=ignored_modules, root_module_types=roots):
+    ignored_layers = layers_within(model, list(ignored))
+    for tp_group in dg.get_all_groups(ignored_layers=ignored_layers, root_module_types=roots):
         spec = group_spec(tp_group, dg, names)
         if spec.prunable and spec.out_modules:
             out.append((tp_group, spec))

@@ -43,6 +43,7 @@ from .groups import (
     build_dependency,
     check_supported,
     group_spec,
+    layers_within,
     module_width,
     output_layers,
     sync_widths,
@@ -159,7 +160,7 @@ def prune_to_budget(
     baseline = _metric(original, spec.metric)
     target = spec.resolve(baseline)
     ignored = _ignored(model, before, opts, kept=adaptation.kept)
-    ignored_modules = _layers(model, ignored)
+    ignored_modules = layers_within(model, ignored)
     dg = build_dependency(model, inputs)
     names = {module: n for n, module in model.named_modules()}
     init_out = {n: module_width(m) for n, m in model.named_modules() if module_width(m)}
@@ -282,18 +283,6 @@ def _ignored(
             raise BudgetError(f"--ignore {name!r} is not a module of the model{hint}")
     default = output_layers(graph, model) if opts.ignore_output_layers else []
     return list(dict.fromkeys([*kept, *default, *opts.ignore]))
-
-
-def _layers(model: nn.Module, names: list[str]) -> list[nn.Module]:
-    """The modules named, and the conv and linear layers inside them (torch-pruning ignores layers)."""
-    found: dict[int, nn.Module] = {}
-    for name in names:
-        module = model.get_submodule(name)
-        found.setdefault(id(module), module)
-        for layer in module.modules():
-            if isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)):
-                found.setdefault(id(layer), layer)
-    return list(found.values())
 
 
 def _groups(

@@ -50,6 +50,7 @@ __all__ = [
     "check_supported",
     "group_spec",
     "layer_module",
+    "layers_within",
     "module_width",
     "output_layers",
     "sync_widths",
@@ -272,6 +273,22 @@ def output_layers(graph: LayerGraph, model: nn.Module | None = None) -> list[str
         if name not in metadata_only:  # YOLO's anchors read a feature map's shape, not its values
             stack.extend(graph.nx.predecessors(name))
     return found
+
+
+def layers_within(model: nn.Module, names: list[str]) -> list[nn.Module]:
+    """The modules named, and the conv and linear layers inside them.
+
+    torch-pruning ignores layers, not blocks: a kept block (YOLO's DFL, an ``Attention``) is passed as
+    its layers so none of them roots a group.
+    """
+    found: dict[int, nn.Module] = {}
+    for name in names:
+        module = model.get_submodule(name)
+        found.setdefault(id(module), module)
+        for layer in module.modules():
+            if isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)):
+                found.setdefault(id(layer), layer)
+    return list(found.values())
 
 
 @contextlib.contextmanager

@@ -1,11 +1,11 @@
 """What device and server agree on: the model, its bandwidth policy and the cuts the policy chooses.
 
 :func:`prepare` builds the model (seeded, so both sides build the same weights), traces and annotates
-it, computes the exact bandwidth policy over a rate range with :func:`splitprune.split.bandwidth_policy`
-(the ``split --sweep-bandwidth`` machinery) and turns the policy's distinct placements into
-:class:`Cut` s. Device and server compute this independently from the same :class:`SplitSettings`; the
-``model_id`` (a hash of the spec, the input shape and every weight) and the ``cut_id`` s (a hash of the
-device nodes) let the server refuse a device that disagrees.
+it, computes the exact bandwidth policy over a rate range with :func:`splitprune.split.split_policy`
+(the ``split --sweep-bandwidth`` machinery; TensorRT cuts priced with their boundary) and turns the
+policy's distinct placements into :class:`Cut` s. Device and server compute this independently from
+the same :class:`SplitSettings`; the ``model_id`` (a hash of the spec, the input shape and every
+weight) and the ``cut_id`` s (a hash of the device nodes) let the server refuse a device that disagrees.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class SplitModel:
         from ..graph import trace
         from ..link import load_link, load_server
         from ..models import load_model
-        from ..split import SplitOptions, SplitSolver, bandwidth_policy, split_problem
+        from ..split import SplitOptions, split_policy, split_problem
 
         self.spec, self.settings = spec, settings
         deployed = Deployment.of(
@@ -165,7 +165,8 @@ class SplitModel:
                                      server=server)
         self.options = SplitOptions(objective=settings.objective, alpha=settings.alpha)
         low, high = settings.rate_range_bps
-        self.policy = bandwidth_policy(SplitSolver(self.problem), self.link, low, high, options=self.options)
+        self.policy = split_policy(self.graph, deployed, self.link, low, high, options=self.options,
+                                   server=server, wire=self.wire, input_wire=settings.input_wire)
         self._parts: dict[str, SplitModules] = {}
         self.cuts = self._cuts(extra_placements)
 

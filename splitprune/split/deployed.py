@@ -16,6 +16,7 @@ three rules that used to differ by entry point:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -203,14 +204,74 @@ def split_policy(
 ) -> BandwidthPolicy:
     """The optimal split of a deployed model for every rate in ``[low_bps, high_bps]``.
 
-    The graph is priced without a cut (for TensorRT: fused as one engine); each piece's placement is
-    optimal for that pricing.
+    Eager and CUDA-graph deployments are priced once, without a cut. A TensorRT deployment is priced
+    as :func:`split_graph` prices it at one rate: the policy of the graph fused as one engine gives a
+    placement per range; each range is then re-priced with that placement as the fusion boundary and
+    its policy re-solved, range by range, until the placement settles (at most
+    :data:`FIXED_POINT_ROUNDS` rounds, as :func:`split_graph`). Every piece thus holds the cut that
+    :func:`split_model` returns at a rate inside it, with the energies and bytes of that cut priced
+    with its boundary (two engines). The graph is left annotated without a cut.
     """
+    from ..deploy import Deployment
     from .policy import bandwidth_policy
 
-    graph = traced(model_or_graph, deployment, example=example, name=name)
-    problem = split_problem(graph, deployment, wire=wire, input_wire=input_wire, server=server)
-    return bandwidth_policy(SplitSolver(problem), link, low_bps, high_bps, options=options, samples=samples)
+    deployed = Deployment.coerce(deployment)
+    graph = traced(model_or_graph, deployed, example=example, name=name)
+    problem = split_problem(graph, deployed, wire=wire, input_wire=input_wire, server=server)
+    fused = bandwidth_policy(SplitSolver(problem), link, low_bps, high_bps, options=options, samples=samples)
+    if deployed.mode != "tensorrt":
+        return fused
+
+    def policy_at(boundary: tuple[str, ...], low: float, high: float) -> BandwidthPolicy:
+        again = split_problem(graph, deployed, wire=wire, input_wire=input_wire, server=server,
+                              boundary=boundary)
+        return bandwidth_policy(SplitSolver(again), link, low, high, options=options, samples=samples)
+
+    policies = [fused]
+    pieces = [p for piece in fused.pieces for p in _settle(piece, 1, policy_at, policies)]
+    split_problem(graph, deployed, wire=wire, input_wire=input_wire, server=server)  # as priced before
+    return replace(
+        fused, pieces=tuple(_merge_pieces(pieces)), exact=all(p.exact for p in policies),
+        solves=sum(p.solves for p in policies), solve_time_s=sum(p.solve_time_s for p in policies),
+    )
+
+
+def _settle(piece: Any, rounds: int, policy_at: Any, policies: list[Any]) -> list[Any]:
+    """The pieces of ``piece``'s range once each placement is re-priced with itself as the boundary.
+
+    Mirrors :func:`split_graph`: round ``k`` prices the previous round's placement as the fusion
+    boundary and re-solves; a range whose placement comes back unchanged (or whose last round is
+    spent) is final, with the figures of that round's pricing.
+    """
+    if not piece.feasible or not piece.high_bps > piece.low_bps * (1 + 1e-12):
+        return [piece]
+    policy = policy_at(piece.device_nodes, piece.low_bps, piece.high_bps)
+    policies.append(policy)
+    out = []
+    wide = [sub for sub in policy.pieces if sub.high_bps > sub.low_bps * (1 + 1e-9)]  # ties at the ends
+    for sub in wide or policy.pieces:
+        settled = set(sub.device_nodes) == set(piece.device_nodes)
+        if not sub.feasible or settled or rounds >= FIXED_POINT_ROUNDS:
+            out.append(sub)
+        else:
+            out.extend(_settle(sub, rounds + 1, policy_at, policies))
+    return out
+
+
+def _merge_pieces(pieces: list[Any]) -> list[Any]:
+    """Join neighbouring pieces with the same placement and the same objective line."""
+    merged: list[Any] = []
+    for piece in pieces:
+        last = merged[-1] if merged else None
+        same = last is not None and (last.device_nodes, last.in_measured_range) == (
+            piece.device_nodes, piece.in_measured_range)
+        if (last is not None and same and last.feasible and piece.feasible
+                and math.isclose(last.intercept, piece.intercept, rel_tol=1e-12, abs_tol=0.0)
+                and math.isclose(last.slope, piece.slope, rel_tol=1e-12, abs_tol=0.0)):
+            merged[-1] = replace(last, high_bps=piece.high_bps)
+        else:
+            merged.append(piece)
+    return merged
 
 
 def traced(
