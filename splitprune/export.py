@@ -310,10 +310,10 @@ def export_split(
     parts = split_modules(gm, device_nodes)
     directory = make_directory(Path(directory))
     inputs = tuple(example_inputs)
-    with torch.no_grad():
-        crossing_values = parts.head(*inputs)
     programs = {}
-    for name, part, args in (("head", parts.head, inputs), ("tail", parts.tail, crossing_values)):
+    crossing_values: Any = ()
+    for name, part in (("head", parts.head), ("tail", parts.tail)):
+        args = inputs if name == "head" else crossing_values
         try:
             programs[name] = torch.export.export(part, tuple(args))
             buffer = io.BytesIO()
@@ -323,6 +323,9 @@ def export_split(
             raise ExportError(f"torch.export failed on the {name}: {reason}") from None
         write_atomic(directory / f"{name}.pt2", buffer.getvalue())
         write_atomic(directory / f"{name}.py", part.code)
+        if name == "head":  # the tail takes what the exported head returns (its pytree types included)
+            with torch.no_grad():
+                crossing_values = programs["head"].module()(*inputs)
     error = _check(gm, programs["head"].module(), programs["tail"].module(), inputs)
     tensors = []
     for i, (name, value) in enumerate(zip(parts.crossing, crossing_values, strict=True)):

@@ -132,6 +132,25 @@ def test_all_local_head_returns_the_model_output(yolo):
         _assert_same(parts.tail(out), reference)
 
 
+def test_an_all_local_yolo_split_exports_and_reloads(tmp_path):
+    """The pass-through tail takes the exported head's output, whose containers differ from fx's."""
+    pytest.importorskip("ultralytics")
+    from splitprune.graph import trace
+    from splitprune.models import load_model
+
+    torch.manual_seed(0)
+    model, x = load_model("ultralytics:yolov8n").module.eval(), torch.randn(1, 3, 160, 160)
+    gm = trace(model, x).gm
+    with torch.no_grad():
+        reference = model(x)
+    manifest = export_split(gm, {n.name for n in gm.graph.nodes}, (x,), tmp_path, model="yolov8n")
+    assert manifest["all_local"] and manifest["check"]["max_abs_error"] == 0.0
+    head = torch.export.load(tmp_path / "head.pt2").module()
+    tail = torch.export.load(tmp_path / "tail.pt2").module()
+    with torch.no_grad():
+        _assert_same(tail(*head(x)), reference)
+
+
 def test_export_writes_yolo_programs_that_reload_and_reproduce_the_model(yolo, tmp_path):
     gm, reference, x = yolo
     order = [n.name for n in gm.graph.nodes if n.op not in ("get_attr", "call_module")]
