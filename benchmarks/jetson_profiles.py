@@ -24,7 +24,16 @@ from pathlib import Path
 import tomllib
 
 from splitprune.board import BoardProfile
-from splitprune.calibrate.fleet import PRIOR, FleetFit, FleetRow, fit_fleet, fleet_features, with_row_clocks
+from splitprune.calibrate.fleet import (
+    PRIOR,
+    REF_CPU_HZ,
+    FleetFit,
+    FleetRow,
+    eager_per_inference_s,
+    fit_fleet,
+    fleet_features,
+    with_row_clocks,
+)
 from splitprune.calibrate.netfit import _fit_energy, _prior, predict_energy, row_features
 from splitprune.calibrate.published import NetworkRow, read_networks
 from splitprune.hardware import RuntimeSpec
@@ -129,7 +138,7 @@ def base_toml(key: str, *, compute_eff: float = PRIOR_EFFICIENCY, fp16_eff: floa
               derived_from: str = "", mem_eff: float = PRIOR_MEMORY_EFFICIENCY, int8_eff: float | None = None,
               graph: tuple[float, float, str] | None = None, notes: dict[str, str] | None = None,
               kind: str = "derived", header: str = "", extra_sources: list[str] | None = None,
-              trt_overhead_s: float | None = None) -> str:
+              trt_overhead_s: float | None = None, eager_per_inference_s: float = 0.0) -> str:
     name, sms, cuda, tensor, fmax, bw, idle, mode, modes, device_src, _ = SPECS[key]
     base = modes[mode]
     peak = sms * max(cuda["fp32"], tensor.get("fp32", 0)) * base[2]
@@ -150,7 +159,8 @@ def base_toml(key: str, *, compute_eff: float = PRIOR_EFFICIENCY, fp16_eff: floa
         "static_per_layer = 0.0", "", "[latency_s]", f"conv_per_mac = {conv!r}",
         "conv_kernel_granularity = 64", "tile_rows = 64", f"concurrent_tiles = {2 * sms}",
         f"linear_per_mac = {conv!r}", f"memory_per_byte = {mem!r}", f"static_per_layer = {overhead_s!r}",
-        "network_per_op = 0.0", "", "[latency_s.launch_floor]", f"default = {floor_s!r}", "",
+        "network_per_op = 0.0", *([f"per_inference = {eager_per_inference_s!r}"] if eager_per_inference_s else []),
+        "", "[latency_s.launch_floor]", f"default = {floor_s!r}", "",
         "[device]", f"sm_count = {sms}",
         "macs_per_clock_per_sm = { " + ", ".join(f"{k} = {v}" for k, v in cuda.items()) + " }",
         "tensor_core_macs_per_clock_per_sm = { " + ", ".join(f"{k} = {v}" for k, v in tensor.items()) + " }",
@@ -283,6 +293,12 @@ def write_fleet_profile(key: str, fit: FleetFit, energy: dict | None, derived_en
               f"{', '.join(own[:8])}{' ...' if len(own) > 8 else ''})")
     base_floor = 1.05e-4 * 2.2656e9 / max(m[4] for m in modes.values())
     kwargs: dict = {}
+    if "per_inference_s.eager" in c:
+        kwargs["eager_per_inference_s"] = eager_per_inference_s(c, CPU_ARCH[key], modes[mode][4])
+        notes_host = (f"{shared}: eager PyTorch's host time once per inference apart from its ops (module-tree walk, "
+                      f"framework entry/exit): shared {c['per_inference_s.eager'] * 1e3:.3f} ms at {REF_CPU_HZ / 1e6:.1f} MHz "
+                      f"x {CPU_ARCH[key]} factor {floor_scale:.4f} x {REF_CPU_HZ / 1e6:.1f} / {modes[mode][4] / 1e6:.1f} MHz "
+                      "(this mode's CPU clock); graph and TensorRT deployments do not pay it")
     notes = {
         "latency_s.conv_per_mac": f"{shared}: 1 / (this board's fp32 peak{' on TF32 tensor cores (TensorRT and cuDNN default on Ampere)' if 'fp32' in tensor else ''} x shared efficiency {compute_eff:.4f})",
         "latency_s.memory_per_byte": f"{shared}: 1 / (this board's DRAM bandwidth x shared memory efficiency {c['memory_efficiency']:.4f})",
@@ -291,6 +307,8 @@ def write_fleet_profile(key: str, fit: FleetFit, energy: dict | None, derived_en
         "precisions.fp16": f"{shared}: fp16 reaches {c.get('efficiency.fp16.tensor', 1.0) / fp32_unit:.4f} x the fp32 share of its tensor-core peak",
         "runtimes.tensorrt": f"{shared}: kernel_overhead_s = {c['kernel_cycles.enqueue']:.0f} GPU cycles per kernel of an engine enqueued per inference (trtexec, torch2trt, Ultralytics rows; the default launch); per_inference_s: assumption, {PRIOR['per_inference_s.enqueue'] * 1e6:.0f} us per enqueueV3 (not fitted: one network cannot tell it from the per-kernel cycles)",
     }
+    if "eager_per_inference_s" in kwargs:
+        notes["latency_s.per_inference"] = notes_host
     if "int8" in tensor:
         kwargs["int8_eff"] = c.get("efficiency.int8.tensor", 1.0) / fp32_unit
         notes["precisions.int8"] = f"{shared}: int8 reaches {kwargs['int8_eff']:.4f} x the fp32 share of its tensor-core peak"

@@ -5,7 +5,8 @@ Specs (nothing is ever downloaded: no weights, no configs):
 - ``torchvision:NAME``: any torchvision builder, ``weights=None`` and ``weights_backbone=None``;
   detectors become their traceable network plus a post-processing record (:mod:`splitprune.zoo`).
 - ``ultralytics:NAME``: a YOLO (v3/v5u/v8/v9/v10/11/12/26, any task) built from the yaml shipped
-  with ultralytics (optional extra ``detect``, AGPL-3.0, imported only here), e.g. ``yolo11n``.
+  with ultralytics (optional extra ``detect``, AGPL-3.0, imported only here), e.g. ``yolo11n``;
+  fused for inference as Ultralytics runs it, ``yolo11n@train`` for the unfused training graph.
 - ``timm:NAME``: ``timm.create_model(NAME, pretrained=False)``.
 - ``hf:MODEL_ID``: a Hugging Face transformers model built from a config class that ships with the
   library (see :data:`splitprune.zoo.HF_CONFIGS`).

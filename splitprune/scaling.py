@@ -19,7 +19,9 @@ in order); the factor of each resource for a deployment comes from :func:`resour
 - ``gpu_volts2``: dynamic energy per operation with the GPU voltage squared (DVFS).
 
 Beside the scalings, a TensorRT deployment takes its per-kernel and per-inference costs from the
-profile's ``runtimes.tensorrt`` for its launch method (``enqueue`` or ``cuda-graph``), and static
+profile's ``runtimes.tensorrt`` for its launch method (``enqueue`` or ``cuda-graph``); a graph
+deployment drops the eager profile's ``latency_s.per_inference`` (eager PyTorch's host time per
+inference: a replayed graph does not walk the module tree) for ``runtimes.graph``'s, if any; and static
 power is ``idle_power_w`` plus the fitted mode's rest scaled by GPU clock x voltage squared, unless
 the mode states its own ``static_power_w``.
 
@@ -181,9 +183,21 @@ def _clocks(deployment: Deployment, factors: dict[str, float], notes: dict[str, 
 
 
 def _runtime_costs(deployment: Deployment, data: dict[str, Any], notes: dict[str, str]) -> None:
-    """TensorRT's per-kernel and per-inference costs for the launch method, at the fitted clocks."""
+    """TensorRT's per-kernel and per-inference costs for the launch method, at the fitted clocks.
+
+    Outside eager PyTorch, the eager per-inference host time never applies: the runtime's own (its
+    ``per_inference_s``) or none replaces it.
+    """
     spec = deployment.base.runtimes.get(deployment.mode)
-    if spec is None or deployment.mode != "tensorrt":
+    if deployment.mode == "eager":
+        return
+    if deployment.mode != "tensorrt" or spec is None:
+        if data["latency_s"].get("per_inference"):
+            data["latency_s"]["per_inference"] = spec.per_inference_s if spec is not None else 0.0
+            notes["latency_s.per_inference"] = (
+                f"runtimes.{deployment.mode}" if spec is not None
+                else f"set to 0: eager PyTorch's per-inference host time; {deployment.mode} runs without it"
+            )
         return
     launch = deployment.launch or "enqueue"
     costs = spec.launch_costs(launch)

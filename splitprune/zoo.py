@@ -177,8 +177,18 @@ def postprocess_of(model: nn.Module, outputs_bytes: int, outputs_numel: int) -> 
 # --- ultralytics (AGPL-3.0, optional) ------------------------------------------------------------
 
 
+TRAIN_SUFFIX = "@train"
+"""Suffix of an ``ultralytics:`` spec asking for the unfused training graph (BatchNorm, RepConv branches)."""
+
+
 def ultralytics(name: str) -> Resolved:
-    """``ultralytics:yolo11n`` -> the YOLO built from the yaml shipped with ultralytics, no weights."""
+    """``ultralytics:yolo11n`` -> the YOLO built from the yaml shipped with ultralytics, no weights, fused.
+
+    Fused as Ultralytics deploys it: its predictor, ``val``, ``benchmark`` and every export run
+    ``model.fuse()`` (``AutoBackend(fuse=True)``) first, folding each BatchNorm into its conv and
+    re-parameterising RepConv/RepVGGDW, so the graph we price is the one Ultralytics times. Append
+    ``@train`` (``ultralytics:yolo11n@train``) for the unfused training graph, e.g. to fine-tune it.
+    """
     for key, value in (("YOLO_OFFLINE", "True"), ("YOLO_AUTOINSTALL", "False"), ("YOLO_VERBOSE", "False")):
         os.environ.setdefault(key, value)
     try:
@@ -188,6 +198,7 @@ def ultralytics(name: str) -> Resolved:
         raise ModelLoadError(
             "ultralytics is not installed: pip install 'splitprune[detect]' (AGPL-3.0) for ultralytics: specs"
         ) from None
+    name, train = (name[: -len(TRAIN_SUFFIX)], True) if name.endswith(TRAIN_SUFFIX) else (name, False)
     cfg = name if name.endswith(".yaml") else f"{name}.yaml"
     try:
         task = tasks.guess_model_task(cfg)
@@ -204,7 +215,8 @@ def ultralytics(name: str) -> Resolved:
     def build() -> nn.Module:
         try:
             with contextlib.redirect_stdout(sys.stderr):
-                return classes[task](cfg, verbose=False)
+                model = classes[task](cfg, verbose=False)
+                return model if train else model.fuse(verbose=False)
         except FileNotFoundError:
             raise ModelLoadError(
                 f"ultralytics has no model yaml for {name!r}: use e.g. yolo11n, yolov8s, yolov5nu, yolo26n"

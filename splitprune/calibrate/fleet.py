@@ -13,6 +13,9 @@ EMC and CPU clocks of each power mode, memory bandwidth) and shares with the oth
   ``enqueue`` or ``cuda-graph``, or ``eager`` PyTorch);
 - ``launch_floor.<cpu>``: a multiplier of the eager dispatch floor per op (which scales with the CPU
   clock), per CPU core type (Carmel, Cortex-A57, A78AE: their work per clock differs);
+- ``per_inference_s.eager``: eager PyTorch's host time once per inference apart from its ops (the
+  Python module-tree walk, framework entry and exit), in seconds at :data:`REF_CPU_HZ`, scaled like
+  the dispatch floor: by the row's CPU clock and its core type's ``launch_floor.<cpu>``;
 - on Ampere, fp32 runs on TF32 tensor cores (TensorRT's and cuDNN's default), ``efficiency.fp32.tensor``.
 
 A row is priced as :func:`~splitprune.calibrate.netfit.predict_latency` prices it, its board's unit
@@ -35,7 +38,8 @@ from ..errors import ConfigError, DataError
 from .netfit import RowFeatures, _smooth_max, row_features
 from .published import NetworkRow
 
-__all__ = ["FleetFit", "FleetRow", "fleet_features", "fit_fleet", "precision_unit", "with_row_clocks"]
+__all__ = ["REF_CPU_HZ", "FleetFit", "FleetRow", "eager_per_inference_s", "fleet_features", "fit_fleet",
+           "precision_unit", "with_row_clocks"]
 
 ROW_CLOCKS = "ROW_CLOCKS"
 """The power-mode name under which a row's stated clocks are priced."""
@@ -48,10 +52,16 @@ PRIOR = {
     "launch_floor": 1.0,
     "per_inference_s.enqueue": 5e-5,
     "per_inference_s.cuda-graph": 2e-5,
+    "per_inference_s.eager": 1e-3,
 }
 """Starting values (and the values of coefficients no row informs). ``per_inference_s`` (CPU time per
-inference at the board's own CPU clock) is never fitted: one whole network cannot tell it from the
-per-kernel cycles. Assumptions: ``enqueueV3`` ~50 us, one ``cudaGraphLaunch`` ~20 us on a Jetson CPU."""
+inference at the board's own CPU clock) of TensorRT is never fitted: one whole network cannot tell it
+from the per-kernel cycles. Assumptions: ``enqueueV3`` ~50 us, one ``cudaGraphLaunch`` ~20 us on a
+Jetson CPU. Eager PyTorch's ``per_inference_s.eager`` is fitted (start: 1 ms at :data:`REF_CPU_HZ`):
+networks of one family with few and many ops (YOLO11 n to x) tell it from the per-op floor."""
+REF_CPU_HZ = 2.2656e9
+"""The reference CPU clock of the eager costs (the AGX Xavier's Carmel at 2265.6 MHz, whose
+torch2trt PyTorch table gave the 105 us dispatch floor)."""
 
 
 def precision_unit(profile: BoardProfile, precision: str) -> str | None:
@@ -111,6 +121,7 @@ class FleetRow:
         gpu_clock_hz: The board's GPU clock in its own power mode.
         unit: :func:`precision_unit` of the row's precision on the board.
         cpu: The board's CPU core type (eager dispatch time per clock differs between them).
+        cpu_clock_hz: The CPU clock the row ran at (its stated clocks, else its power mode's).
     """
 
     board: str
@@ -120,6 +131,7 @@ class FleetRow:
     gpu_clock_hz: float
     unit: str | None
     cpu: str = "cpu"
+    cpu_clock_hz: float = REF_CPU_HZ
 
     @property
     def row(self) -> NetworkRow:
@@ -155,8 +167,23 @@ def fleet_features(
         unit = precision_unit(profile, row.precision)
         if unit is not None and unit.endswith(".tensor") and gpu_of and key in gpu_of:
             unit = f"{unit}.{gpu_of[key]}"
-        out.append(FleetRow(key, feats, peak, bandwidth, clock, unit, (cpu_of or {}).get(key, "cpu")))
+        cpu_hz = _cpu_clock_hz(priced, mode)
+        out.append(FleetRow(key, feats, peak, bandwidth, clock, unit, (cpu_of or {}).get(key, "cpu"), cpu_hz))
     return out, skipped
+
+
+def _cpu_clock_hz(profile: BoardProfile, mode: str | None) -> float:
+    """The CPU clock of ``profile``'s power mode ``mode`` (None: its own)."""
+    from ..deploy import Deployment
+
+    power = Deployment.of(profile, mode="eager", power_mode=mode).power
+    return power.cpu_clock_hz if power is not None else REF_CPU_HZ
+
+
+def eager_per_inference_s(coef: Mapping[str, float], cpu: str, cpu_clock_hz: float) -> float:
+    """Eager PyTorch's host seconds per inference on ``cpu`` cores at ``cpu_clock_hz``."""
+    at_ref_s = _value(coef, "per_inference_s.eager") * _value(coef, f"launch_floor.{cpu}")
+    return at_ref_s * REF_CPU_HZ / cpu_clock_hz
 
 
 def _at_mode(row: NetworkRow, mode: str | None) -> NetworkRow:
@@ -172,6 +199,7 @@ def coefficient_names(rows: Sequence[FleetRow]) -> list[str]:
     launches = {_launch(r) for r in rows}
     names += [f"kernel_cycles.{name}" for name in ("enqueue", "cuda-graph", "eager") if name in launches]
     names += sorted({f"launch_floor.{r.cpu}" for r in rows if r.row.mode == "eager"})
+    names += ["per_inference_s.eager"] if "eager" in launches else []
     return names
 
 
@@ -197,6 +225,7 @@ def predict(row: FleetRow, coef: Mapping[str, float]) -> float:
     gpu = np.maximum(compute, memory) + f.overhead * cycles / row.gpu_clock_hz
     if row.row.mode == "eager":
         gpu = _smooth_max(f.floor * _value(coef, f"launch_floor.{row.cpu}"), gpu)
+        return float(gpu.sum() + eager_per_inference_s(coef, row.cpu, row.cpu_clock_hz))
     return float(gpu.sum() + f.enqueue * _value(coef, f"per_inference_s.{launch}"))
 
 
@@ -222,6 +251,7 @@ class _Stacked:
         self.cycles_of = {n: np.repeat([c == n for c in launches], sizes) for n in cycles}
         self.enqueue = np.array([r.features.enqueue * PRIOR[f"per_inference_s.{r.row.launch or 'enqueue'}"]
                                  for r in rows])  # fmt: skip
+        self.host = [(i, r.cpu, r.cpu_clock_hz) for i, r in enumerate(rows) if r.row.mode == "eager"]
         self.measured = np.log([r.row.latency_s for r in rows])
         self.has_empty = any(s == 0 for s in sizes)
 
@@ -239,7 +269,10 @@ class _Stacked:
             scale[mask] = _value(coef, name)
         eager = _smooth_max(self.floor[self.eager] * scale, gpu[self.eager])
         gpu[self.eager] = eager
-        return np.add.reduceat(gpu, self.starts) + self.enqueue
+        total = np.add.reduceat(gpu, self.starts) + self.enqueue
+        for i, cpu, hz in self.host:
+            total[i] += eager_per_inference_s(coef, cpu, hz)
+        return total
 
 
 def _fit(

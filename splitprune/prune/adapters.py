@@ -33,19 +33,22 @@ _BOOKKEEPING = ("i", "f", "type", "np")  # what Ultralytics' forward loop reads 
 
 
 def _half(conv: Any, start: int, stop: int) -> nn.Module:
-    """A copy of an Ultralytics ``Conv`` (conv, batch norm, activation) with output channels [start, stop)."""
+    """Copy of an Ultralytics ``Conv`` (conv, batch norm unless fused, activation): outputs [start, stop)."""
     half: Any = copy.deepcopy(conv)
+    bn = getattr(half, "bn", None)  # ``model.fuse()`` folds it into the conv and deletes it
     with torch.no_grad():
-        for owner, names in ((half.conv, ("weight", "bias")), (half.bn, ("weight", "bias"))):
-            for name in names:
-                p = getattr(owner, name)
+        for owner in (half.conv, bn):
+            for name in ("weight", "bias"):
+                p = getattr(owner, name, None)
                 if p is not None:
                     setattr(owner, name, nn.Parameter(p[start:stop].clone(), requires_grad=p.requires_grad))
         for name in ("running_mean", "running_var"):
-            b = getattr(half.bn, name)
+            b = getattr(bn, name, None)
             if b is not None:
-                setattr(half.bn, name, b[start:stop].clone())
-    half.conv.out_channels = half.bn.num_features = stop - start
+                setattr(bn, name, b[start:stop].clone())
+    half.conv.out_channels = stop - start
+    if bn is not None:
+        bn.num_features = stop - start
     return half
 
 

@@ -311,3 +311,16 @@ def test_split_under_tensorrt_prices_the_chosen_cut_with_its_fusion_broken() -> 
     graph = sp.annotate(_graph("mobilenet_v2"), profile, boundary=device)
     reported = {n["name"]: n["energy_j"] for n in doc["nodes"]}
     assert all(reported[name] == pytest.approx(graph.nodes[name]["energy_j"]) for name in graph.order)
+
+
+def test_eager_host_time_per_inference_follows_the_cpu_clock_and_stays_out_of_graphs() -> None:
+    profile = sp.load_board("orin-nano")
+    host_s = profile.latency_s.per_inference
+    assert host_s > 0  # the fleet fit's eager per-inference host time
+    fitted = profile.power_modes[profile.board.power_mode].cpu_clock_hz
+    slow = configure(profile, mode="eager", power_mode="7W")
+    ratio = fitted / profile.power_modes["7W"].cpu_clock_hz
+    assert slow.latency_s.per_inference == pytest.approx(host_s * ratio, rel=1e-9)
+    assert configure(profile, mode="graph").latency_s.per_inference == 0.0
+    trt = configure(profile, mode="tensorrt", precision="fp16").latency_s.per_inference
+    assert trt == pytest.approx(profile.runtimes["tensorrt"].per_inference_s, rel=1e-9)

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 import splitprune as sp
-from splitprune.calibrate.fleet import FleetRow, fit_fleet, fleet_features, predict, with_row_clocks
+from splitprune.calibrate.fleet import (
+    REF_CPU_HZ,
+    FleetRow,
+    eager_per_inference_s,
+    fit_fleet,
+    fleet_features,
+    predict,
+    with_row_clocks,
+)
 from splitprune.calibrate.published import read_networks
 from splitprune.deploy import configure
 from splitprune.models import load_model
@@ -100,6 +108,21 @@ def test_clock_drops_slow_the_predicted_row(small_fleet: list[FleetRow]):
     assert min(predict(r, fit.coefficients) for r in maxq) > max(predict(r, fit.coefficients) for r in maxn)
 
 
+def test_eager_rows_pay_the_host_time_per_inference_at_their_cpu_clock(small_fleet: list[FleetRow]):
+    from dataclasses import replace
+
+    fleet = small_fleet[0]
+    eager = replace(fleet.features, row=replace(fleet.row, mode="eager", launch=None))
+    slow_cpu = replace(fleet, features=eager, cpu="a78ae", cpu_clock_hz=1.0e9)
+    fast_cpu = replace(slow_cpu, cpu_clock_hz=2.0e9)
+    coef = {"launch_floor.a78ae": 0.5, "per_inference_s.eager": 1e-3}
+    more = {**coef, "per_inference_s.eager": 3e-3}
+    host = predict(slow_cpu, more) - predict(slow_cpu, coef)
+    assert host == pytest.approx(2e-3 * 0.5 * REF_CPU_HZ / 1.0e9, rel=1e-6)
+    assert predict(fast_cpu, more) - predict(fast_cpu, coef) == pytest.approx(host / 2, rel=1e-6)
+    assert predict(fleet, more) == pytest.approx(predict(fleet, coef), rel=1e-12)  # TensorRT rows: untouched
+
+
 @pytest.mark.parametrize("name", FLEET_PROFILES)
 def test_fleet_profiles_load_and_follow_their_stated_coefficients(name: str):
     profile = sp.load_board(name)
@@ -118,6 +141,14 @@ def test_fleet_profiles_load_and_follow_their_stated_coefficients(name: str):
     assert trt.launch["cuda-graph"].kernel_overhead_s == pytest.approx(
         coef["kernel_cycles.cuda-graph"] / mode.gpu_clock_hz, rel=1e-9
     )
+    floor_note = profile.provenance.values["latency_s.launch_floor"]
+    cpus = [k.removeprefix("launch_floor.") for k in coef if k.startswith("launch_floor.")]
+    cpu = next(c for c in cpus if f"with {c} cores" in floor_note)
+    host_s = eager_per_inference_s(coef, cpu, mode.cpu_clock_hz)
+    assert profile.latency_s.per_inference == pytest.approx(host_s, rel=1e-9) and host_s > 0
+    assert configure(profile, mode="graph").latency_s.per_inference == 0.0
+    trt_launch = configure(profile, mode="tensorrt", precision="fp16").latency_s.per_inference
+    assert trt_launch == pytest.approx(trt.per_inference_s, rel=1e-9)
     int8 = coef["efficiency.int8.tensor"] / tf32
     assert profile.precisions["int8"].efficiency == pytest.approx(int8, rel=1e-9)
     sources = " ".join(profile.provenance.sources)

@@ -84,13 +84,14 @@ def _ultralytics_yaml_gflops(name: str) -> float:
 
 
 # References we did not write: the GFLOPs in Ultralytics' model yamls (the guide's table at 640 lists
-# the same models 1-2 % lower, after fusing batch norms) and torchvision's _ops metadata.
+# the same models 1-2 % lower, after fusing batch norms) and torchvision's _ops metadata. The yamls
+# count the training graph: YOLO26's fused (inference) model drops its one-to-many head, hence @train.
 DONE_WHEN = {
     "ultralytics:yolo11n": ("yaml", "yolo11n"),
     "ultralytics:yolo11s": ("yaml", "yolo11s"),
     "ultralytics:yolo11m": ("yaml", "yolo11m"),
     "ultralytics:yolov8n": ("yaml", "yolov8n"),
-    "ultralytics:yolo26n": ("yaml", "yolo26n"),
+    "ultralytics:yolo26n@train": ("yaml", "yolo26n"),  # the yaml counts both heads; fuse() drops one
     "torchvision:ssdlite320_mobilenet_v3_large": ("ops", "ssdlite320_mobilenet_v3_large"),
     "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn": (None, None),
     "torchvision:retinanet_resnet50_fpn_v2": ("ops", "retinanet_resnet50_fpn_v2"),
@@ -153,3 +154,19 @@ def test_video_models_get_a_clip_shaped_input_and_match_torchvision_ops():
     assert loaded.input_shape == (1, 3, 16, 112, 112)
     graph = trace(loaded.module, torch.empty(loaded.input_shape, device="meta"))
     assert graph.total_macs / 1e9 == pytest.approx(_torchvision_ops_gmacs("r3d_18"), rel=0.03)
+
+
+def test_ultralytics_specs_are_fused_as_ultralytics_deploys_them_and_train_keeps_batchnorm():
+    pytest.importorskip("ultralytics")
+    x = torch.randn(1, 3, 64, 64)
+    outputs, batchnorms = {}, {}
+    for spec in ("ultralytics:yolo11n", "ultralytics:yolo11n@train"):
+        torch.manual_seed(0)
+        module = load_model(spec).module.eval()
+        batchnorms[spec] = sum(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules())
+        with torch.no_grad():
+            outputs[spec] = module(x)[0]
+    assert batchnorms["ultralytics:yolo11n"] == 0 < batchnorms["ultralytics:yolo11n@train"]
+    # Folding BatchNorm into the conv changes the graph, not the function (Ultralytics' own model.fuse()).
+    fused, train = outputs["ultralytics:yolo11n"], outputs["ultralytics:yolo11n@train"]
+    assert torch.allclose(fused, train, rtol=1e-4, atol=1e-4 * float(train.abs().max()))
