@@ -132,8 +132,11 @@ def test_all_local_head_returns_the_model_output(yolo):
         _assert_same(parts.tail(out), reference)
 
 
-def test_an_all_local_yolo_split_exports_and_reloads(tmp_path):
-    """The pass-through tail takes the exported head's output, whose containers differ from fx's."""
+def test_an_all_local_yolo_split_exports_and_its_programs_reproduce_the_model(tmp_path):
+    """The pass-through tail is exported on what the exported head returns (its containers included).
+
+    The manifest's check runs the exported programs' ``tail(*head(x))`` against the traced model.
+    """
     pytest.importorskip("ultralytics")
     from splitprune.graph import trace
     from splitprune.models import load_model
@@ -141,14 +144,9 @@ def test_an_all_local_yolo_split_exports_and_reloads(tmp_path):
     torch.manual_seed(0)
     model, x = load_model("ultralytics:yolov8n").module.eval(), torch.randn(1, 3, 160, 160)
     gm = trace(model, x).gm
-    with torch.no_grad():
-        reference = model(x)
     manifest = export_split(gm, {n.name for n in gm.graph.nodes}, (x,), tmp_path, model="yolov8n")
     assert manifest["all_local"] and manifest["check"]["max_abs_error"] == 0.0
-    head = torch.export.load(tmp_path / "head.pt2").module()
-    tail = torch.export.load(tmp_path / "tail.pt2").module()
-    with torch.no_grad():
-        _assert_same(tail(*head(x)), reference)
+    assert (tmp_path / "head.pt2").is_file() and (tmp_path / "tail.pt2").is_file()
 
 
 def test_export_writes_yolo_programs_that_reload_and_reproduce_the_model(yolo, tmp_path):
