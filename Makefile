@@ -36,6 +36,8 @@ demo: setup
 	$(BIN)/splitprune estimate torchvision:resnet18 --board tx2 --mode graph --top 5
 	$(BIN)/splitprune estimate torchvision:resnet18 --board xavier-nx --mode tensorrt --precision int8 --batch 8 --top 5
 	$(BIN)/splitprune estimate torchvision:resnet50 --board agx-xavier --mode tensorrt --precision fp16 --power-mode all --deadline-ms 10
+	$(BIN)/splitprune estimate torchvision:resnet50 --board agx-orin --mode tensorrt --precision int8 --launch cuda-graph --batch 8 --top 5
+	$(BIN)/splitprune estimate ultralytics:yolo11n --board orin-nano --mode tensorrt --precision fp16 --input-shape 1,3,640,640 --top 5
 	$(BIN)/splitprune validate --networks data/jetson_published/networks.csv --board tx2 --board-filter jetson-tx2
 	$(BIN)/splitprune validate --networks data/jetson_published/networks_orin.csv --board agx-orin --board-filter jetson-agx-orin
 	$(BIN)/splitprune validate data/h100/h100_b1.csv --board h100-nvml --metric both
