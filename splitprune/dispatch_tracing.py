@@ -25,7 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from .errors import TraceError
 from .export_tracing import _plain_attributes, _restore
 from .ops import ATEN_RULES
-from .tracing import _graph_module
+from .tracing import _graph_module, meta_like
 
 __all__ = ["record_trace"]
 
@@ -133,7 +133,7 @@ def _shortcut(func: Any, args: Any) -> Any:
     if not isinstance(x, torch.Tensor) or name.endswith("_"):
         return None
     if name in _BATCH_NORMS:
-        return torch.empty_like(x), x.new_empty((0,)), x.new_empty((0,))
+        return meta_like(x), x.new_empty((0,)), x.new_empty((0,))
     if name in _ELEMENTWISE and len(args) >= 2 and isinstance(args[1], (torch.Tensor, int, float)):
         # The meta kernels work out a stride permutation in Python (a millisecond per call).
         other = args[1]
@@ -141,7 +141,7 @@ def _shortcut(func: Any, args: Any) -> Any:
         return torch.empty(shape, dtype=torch.result_type(x, other), device=_META)
     rule = ATEN_RULES.get(name)
     if rule is not None and rule.same_shape and len(func._schema.returns) == 1:
-        return torch.empty_like(x)
+        return meta_like(x)
     return None
 
 

@@ -175,6 +175,19 @@ _FAST_FORWARD: dict[type[nn.Module], Any] = {
 }
 
 
+def meta_like(x: torch.Tensor) -> torch.Tensor:
+    """``torch.empty_like(x)`` for a meta tensor, without the Python meta kernel where it can.
+
+    The meta ``empty_like`` works out a stride permutation in Python (0.1-0.2 ms a call, a fifth of
+    an SSDlite trace); a plain ``torch.empty`` is the same tensor when ``x`` has the contiguous
+    strides of its shape, and anything else goes to ``empty_like`` as before.
+    """
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if x.layout == torch.strided and out.stride() == x.stride():
+        return out
+    return torch.empty_like(x)
+
+
 def _tensor_bytes(value: Any) -> int:
     if isinstance(value, torch.Tensor):
         return value.numel() * value.element_size()
@@ -213,6 +226,7 @@ def build_dag(gm: fx.GraphModule, meta_inputs: list[torch.Tensor]) -> Dag:
     attr_owner: dict[str, str] = {}  # get_attr node -> first consumer (its weights count there once)
     attr_bytes: dict[str, tuple[int, int]] = {}
     placeholders = iter(meta_inputs)
+    modules = dict(gm.named_modules())  # one walk, not a get_submodule per call_module node
 
     def load(arg: Any) -> Any:
         return fx.node.map_arg(arg, lambda n: env[n.name])
@@ -246,7 +260,9 @@ def build_dag(gm: fx.GraphModule, meta_inputs: list[torch.Tensor]) -> Dag:
             continue
 
         args, kwargs = load(node.args), load(node.kwargs)
-        module = gm.get_submodule(node.target) if node.op == "call_module" else None
+        module = None
+        if node.op == "call_module":
+            module = modules.get(str(node.target)) or gm.get_submodule(str(node.target))
         rule = _rule_for(node, module)
         counter = _DispatchCounter() if rule.kind in COMPOSITE_KINDS else contextlib.nullcontext()
         try:
@@ -295,7 +311,7 @@ def _run(
     node: fx.Node, rule: OpRule, runner: _MetaRunner, module: nn.Module | None, args: Any, kwargs: Any
 ) -> Any:
     if rule.same_shape and args and isinstance(args[0], torch.Tensor):
-        return torch.empty_like(args[0])
+        return meta_like(args[0])
     if _is_elementwise(node) and not kwargs and len(args) == 2 and isinstance(args[0], torch.Tensor):
         other = args[1]
         if isinstance(other, (torch.Tensor, int, float)) and not isinstance(other, bool):
@@ -336,9 +352,14 @@ def _shape_error(node: fx.Node, module: nn.Module | None, exc: Exception) -> Spl
 
 
 def _module_params(module: nn.Module) -> tuple[int, int]:
-    count = sum(p.numel() for p in module.parameters())
-    size = sum(p.numel() * p.element_size() for p in module.parameters())
-    size += sum(b.numel() * b.element_size() for b in module.buffers())
+    if module._modules:  # a module with children: torch's walk (it skips shared tensors)
+        params, buffers = list(module.parameters()), list(module.buffers())
+    else:  # a plain leaf, the common case: its own tensors, each once, without the generators
+        params = list({id(p): p for p in module._parameters.values() if p is not None}.values())
+        buffers = list({id(b): b for b in module._buffers.values() if b is not None}.values())
+    count = sum(p.numel() for p in params)
+    size = sum(p.numel() * p.element_size() for p in params)
+    size += sum(b.numel() * b.element_size() for b in buffers)
     return count, size
 
 
