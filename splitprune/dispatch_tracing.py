@@ -72,29 +72,32 @@ class _Recorder(TorchDispatchMode):
             self.alive.append(tensor)
         return copy
 
+    def _to_meta(self, value: Any) -> Any:
+        return self.meta(value) if isinstance(value, torch.Tensor) else value
+
+    def _to_node(self, value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return self.tensor_node(value)
+        return self.device if value == _META else value
+
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        flat, spec = pytree.tree_flatten((args, kwargs))
-        tensors = [v for v in flat if isinstance(v, torch.Tensor)]
+        tensors = [v for v in _leaves((args, kwargs)) if isinstance(v, torch.Tensor)]
         on_meta = any(t.device.type == "meta" for t in tensors) or kwargs.get("device") == _META
-        run_flat = [self.meta(v) if on_meta and isinstance(v, torch.Tensor) else v for v in flat]
-        run_args, run_kwargs = pytree.tree_unflatten(run_flat, spec)
+        run_args, run_kwargs = args, kwargs
+        if on_meta and any(t.device.type != "meta" for t in tensors):
+            run_args, run_kwargs = _map_leaves(self._to_meta, (args, kwargs))
         try:
             out = _shortcut(func, run_args) if on_meta else None
             if out is None:
                 out = func(*run_args, **run_kwargs)
         except Exception as exc:
             raise TraceError(f"{func} cannot run on meta tensors: {str(exc).splitlines()[0][:120]}") from None
-        out_flat = pytree.tree_leaves(out)
-        if not any(isinstance(v, torch.Tensor) for v in out_flat):
+        if not any(isinstance(v, torch.Tensor) for v in _leaves(out)):
             if on_meta and func.overloadpacket.__name__ in ("_local_scalar_dense", "nonzero"):
                 raise TraceError(f"{func} depends on the data")
             return out  # shapes and Python scalars are baked into the program as constants
-        node_flat = [
-            self.tensor_node(v) if isinstance(v, torch.Tensor) else (self.device if v == _META else v)
-            for v in flat
-        ]
-        node_args, node_kwargs = pytree.tree_unflatten(node_flat, spec)
+        node_args, node_kwargs = _map_leaves(self._to_node, (args, kwargs))
         node = self.graph.create_node(
             "call_function", func, tuple(node_args), dict(node_kwargs), name=func.overloadpacket.__name__
         )
@@ -113,6 +116,29 @@ class _Recorder(TorchDispatchMode):
                     self.nodes[id(value)] = item
                     self.alive.append(value)
         return out
+
+
+def _map_leaves(fn: Any, value: Any) -> Any:
+    """``pytree.tree_map`` over the containers ATen arguments use (tuple, list, dict; None kept).
+
+    pytree's generic flatten and unflatten were a fifth of a YOLO trace; an op's arguments only
+    nest plain tuples, lists and dicts.
+    """
+    kind = type(value)
+    if kind is tuple or kind is list:
+        return kind(_map_leaves(fn, v) for v in value)
+    if kind is dict:
+        return {key: _map_leaves(fn, v) for key, v in value.items()}
+    return value if value is None else fn(value)
+
+
+def _leaves(value: Any) -> list[Any]:
+    """The leaves of ``value`` (tuples of every kind, lists and dicts opened; None dropped)."""
+    if isinstance(value, (tuple, list)):
+        return [leaf for v in value for leaf in _leaves(v)]
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    return [] if value is None else [value]
 
 
 _ELEMENTWISE = frozenset({"add", "sub", "mul"})  # div of integers changes the dtype: left to torch
