@@ -1,12 +1,14 @@
 """Trace + annotate speed next to thop, torchinfo, fvcore and FlopCounterMode, and the estimate process.
 
-Every tool gets a fresh model per call (built before the clock starts), one thread, the median of
-REPEATS calls after a warm-up. splitprune traces a meta-device model (no arithmetic); the others run
+Every tool gets a fresh model per call (built before the clock starts), one thread; the tools run
+interleaved (one call each per round, so a loaded machine slows them alike), the median of REPEATS
+rounds after a warm-up round. splitprune traces a meta-device model (no arithmetic); the others run
 a real forward pass, which is how they count. MACs are printed beside each time so a fast wrong
 answer shows. Prints one JSON document. Run:
 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_trace.py [spec ...]
 """
 
+import contextlib
 import json
 import statistics
 import subprocess
@@ -25,19 +27,15 @@ MODELS = [
     "torchvision:efficientnet_b0", "torchvision:vit_b_16", "torchvision:ssdlite320_mobilenet_v3_large",
     "ultralytics:yolo11n",
 ]  # fmt: skip
-REPEATS = 5
+REPEATS = 7
 BIN = Path(sys.executable).parent
 
 
-def _median_s(make, call) -> tuple[float, int]:
-    times, macs = [], 0
-    for i in range(REPEATS + 1):
-        args = make()
-        start = time.perf_counter()
-        macs = call(*args)
-        if i:
-            times.append(time.perf_counter() - start)
-    return round(statistics.median(times), 4), int(macs)
+def _timed(make, call) -> tuple[float, int]:
+    args = make()
+    start = time.perf_counter()
+    macs = call(*args)
+    return time.perf_counter() - start, int(macs)
 
 
 def _ours(spec: str, board: sp.BoardProfile):
@@ -93,17 +91,41 @@ TOOLS = {"thop": _thop, "torchinfo": _torchinfo, "fvcore": _fvcore, "flop_counte
 
 
 def bench_model(spec: str, board: sp.BoardProfile) -> dict:
-    ours_s, ours_macs = _median_s(*_ours(spec, board))
+    """Time splitprune and every tool on ``spec``, interleaved (one call of each per round).
+
+    Interleaving puts every tool under the same load on a shared machine; medians of REPEATS
+    rounds after a warm-up round.
+    """
+    tools = {"splitprune": (*_ours(spec, board), False)}
+    tools |= {name: (_real(spec), tool, True) for name, tool in TOOLS.items()}
+    times: dict[str, list[float]] = {name: [] for name in tools}
+    macs: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    for round_ in range(REPEATS + 1):
+        for name, (make, call, no_grad) in tools.items():
+            if name in errors:
+                continue
+            try:
+                with torch.no_grad() if no_grad else contextlib.nullcontext():
+                    seconds, macs[name] = _timed(make, call)
+            except Exception as exc:  # a tool that cannot count a model is reported, not fatal
+                errors[name] = f"{type(exc).__name__}: {str(exc)[:120]}"
+                continue
+            if round_:
+                times[name].append(seconds)
     graph = sp.trace(load_model(spec, device="meta").module, torch.empty(load_model(spec).input_shape))
-    row = {"model": spec, "tracer": graph.tracer, "splitprune_s": ours_s, "splitprune_macs": ours_macs}
-    for name, tool in TOOLS.items():
-        try:
-            with torch.no_grad():
-                seconds, macs = _median_s(_real(spec), tool)
-        except Exception as exc:  # a tool that cannot count a model is reported, not fatal
-            row[f"{name}_error"] = f"{type(exc).__name__}: {str(exc)[:120]}"
-            continue
-        row[f"{name}_s"], row[f"{name}_macs"] = seconds, macs
+    ours_s = round(statistics.median(times["splitprune"]), 4)
+    row = {
+        "model": spec,
+        "tracer": graph.tracer,
+        "splitprune_s": ours_s,
+        "splitprune_macs": macs["splitprune"],
+    }
+    for name in TOOLS:
+        if name in errors:
+            row[f"{name}_error"] = errors[name]
+        else:
+            row[f"{name}_s"], row[f"{name}_macs"] = round(statistics.median(times[name]), 4), macs[name]
     others = [row[f"{n}_s"] for n in TOOLS if f"{n}_s" in row]
     row["fastest_other_s"] = min(others) if others else None
     row["ratio_to_fastest"] = round(ours_s / min(others), 3) if others else None
