@@ -16,6 +16,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -115,7 +116,7 @@ def bench_model(spec: str, board: sp.BoardProfile) -> dict:
                 times[name].append(seconds)
     graph = sp.trace(load_model(spec, device="meta").module, torch.empty(load_model(spec).input_shape))
     ours_s = round(statistics.median(times["splitprune"]), 4)
-    row = {
+    row: dict[str, Any] = {
         "model": spec,
         "tracer": graph.tracer,
         "splitprune_s": ours_s,
