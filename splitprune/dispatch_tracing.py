@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .errors import TraceError
+from .errors import TraceError, exception_reason
 from .export_tracing import _plain_attributes, _restore
 from .ops import ATEN_RULES
 from .tracing import _graph_module, meta_like
@@ -209,7 +209,7 @@ def record_trace(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> fx.Graph
     except TraceError:
         raise
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        reason = exception_reason(exc)[:160]
         raise TraceError(f"meta forward of {type(model).__name__} failed: {reason}") from None
     finally:
         for hook in hooks:

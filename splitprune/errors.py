@@ -33,3 +33,9 @@ class DataError(SplitpruneError):
 
 class OutputError(SplitpruneError):
     """A result cannot be written where the user asked (a missing permission, a file in the way)."""
+
+
+def exception_reason(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type's name where it has none (for one-line errors)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

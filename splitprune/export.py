@@ -27,7 +27,7 @@ import torch
 import torch.fx as fx
 import torch.utils._pytree as pytree
 
-from .errors import SplitpruneError
+from .errors import SplitpruneError, exception_reason
 from .files import make_directory, write_atomic
 
 __all__ = ["ExportError", "SplitModules", "export_split", "split_modules"]
@@ -319,7 +319,7 @@ def export_split(
             buffer = io.BytesIO()
             torch.export.save(programs[name], buffer)
         except Exception as exc:  # torch.export raises many types
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            reason = exception_reason(exc)[:200]
             raise ExportError(f"torch.export failed on the {name}: {reason}") from None
         write_atomic(directory / f"{name}.pt2", buffer.getvalue())
         write_atomic(directory / f"{name}.py", part.code)

@@ -18,7 +18,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .errors import InputShapeError, TraceError
+from .errors import InputShapeError, TraceError, exception_reason
 from .ops import NO_WORK_KINDS, OpCall, aten_rule
 from .tracing import Dag, _add_edges, _add_node, _kind, _tensor_bytes
 
@@ -50,7 +50,7 @@ def export_trace(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> fx.Graph
             program = torch.export.export(model, args, strict=False)
             gm = program.module()
     except Exception as exc:  # export raises many types; all mean "cannot trace"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = exception_reason(exc)
         raise TraceError(
             f"torch.export cannot trace {type(model).__name__}: {reason[:200]}; move data-dependent "
             "post-processing (NMS, filtering) out of forward()"

@@ -19,7 +19,7 @@ import torch.fx as fx
 from torch import nn
 
 from . import ops
-from .errors import InputShapeError, ModelLoadError
+from .errors import InputShapeError, ModelLoadError, exception_reason
 from .ops import NO_WORK_KINDS, OTHER, OpCall, OpRule
 from .tracing import Dag
 
@@ -146,7 +146,7 @@ def build_onnx_dag(model: OnnxModel, input_shapes: list[tuple[int, ...]]) -> Dag
     try:
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = exception_reason(exc)
         raise InputShapeError(f"ONNX shape inference failed for {model.path}: {reason[:200]}") from None
 
     values: dict[str, torch.Tensor] = {}

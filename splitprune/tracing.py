@@ -17,7 +17,7 @@ import torch.fx as fx
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .errors import InputShapeError, SplitpruneError, TraceError
+from .errors import InputShapeError, SplitpruneError, TraceError, exception_reason
 from .ops import NO_WORK_KINDS, OpCall, OpRule, function_rule, method_rule, module_rule
 
 __all__ = ["Dag", "build_dag", "symbolic_trace"]
@@ -75,7 +75,7 @@ def symbolic_trace(model: nn.Module, leaf_types: tuple[type[nn.Module], ...]) ->
             if tracer.stack
             else f"{type(model).__name__}.forward"
         )
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = exception_reason(exc)
         raise TraceError(
             f"cannot trace {where}: {reason[:160]}; make that code shape-static or pass its class "
             "in leaf_modules to keep it as one opaque layer"
@@ -345,7 +345,7 @@ def _is_elementwise(node: fx.Node) -> bool:
 
 def _shape_error(node: fx.Node, module: nn.Module | None, exc: Exception) -> SplitpruneError:
     what = f"'{node.target}' ({type(module).__name__})" if module is not None else f"'{node.name}'"
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = exception_reason(exc)
     return InputShapeError(
         f"the input does not fit layer {what}: {reason[:200]}; pass an --input-shape the model accepts"
     )

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import SplitpruneError
+from ..errors import SplitpruneError, exception_reason
 from ..files import write_atomic
 from .adapters import adapt
 from .groups import build_dependency, sync_widths
@@ -115,7 +115,7 @@ def load_pruned(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     except SplitpruneError:
         raise
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        reason = exception_reason(exc)[:160]
         raise PrunedFileError(
             f"{path} does not fit {type(model).__name__}: {reason}; pass the architecture it was pruned from"
         ) from None
