@@ -90,8 +90,19 @@ def op_costs(tables: Any, attrs: Mapping[str, Any], *, mem_bytes: int | None = N
         "dispatches": attrs.get("dispatches", 1),
         "shape": gemm_shape(kind, attrs.get("output_shapes", [])),
     }
+    return _sized_costs(tables, kind, sizes)
+
+
+def _sized_costs(tables: Any, kind: str, sizes: Mapping[str, Any]) -> tuple[float, float]:
+    """``(energy_j, latency_s)`` of one op of ``kind`` and these sizes: energy over the op's latency."""
     latency = tables.latency_s.latency_cost(kind, **sizes)
     return tables.energy_j.energy_cost(kind, latency_s=latency, **sizes), latency
+
+
+def _per_inference_costs(profile: BoardProfile) -> tuple[float, float]:
+    """``(energy_j, latency_s)`` charged once per inference (TensorRT's enqueue, eager host time)."""
+    seconds = profile.latency_s.per_inference
+    return profile.energy_j.per_inference + profile.energy_j.static_power_w * seconds, seconds
 
 
 @dataclass(frozen=True)
@@ -133,10 +144,8 @@ class MetricPricer:
     @property
     def per_inference(self) -> float:
         """The per-inference cost (TensorRT's enqueue) in the metric's unit, charged once."""
-        seconds = self.profile.latency_s.per_inference
-        if self.metric == "latency_s":
-            return seconds
-        return self.profile.energy_j.per_inference + self.profile.energy_j.static_power_w * seconds
+        energy_j, latency_s = _per_inference_costs(self.profile)
+        return latency_s if self.metric == "latency_s" else energy_j
 
     def __call__(
         self, kind: str, *, macs: int, mem_bytes: int, kernels: int = 0, dispatches: int = 1,
@@ -145,10 +154,9 @@ class MetricPricer:
         """The metric of one op (kernel) of these sizes."""
         sizes: dict[str, Any] = {"macs": macs, "mem_bytes": mem_bytes, "kernels": kernels,
                                  "dispatches": dispatches, "shape": shape}
-        latency = self.profile.latency_s.latency_cost(kind, **sizes)
         if self.metric == "latency_s":
-            return latency
-        return self.profile.energy_j.energy_cost(kind, latency_s=latency, **sizes)
+            return self.profile.latency_s.latency_cost(kind, **sizes)
+        return _sized_costs(self.profile, kind, sizes)[0]
 
 
 def price(graph: LayerGraph, deployment: Deployment | BoardProfile, *, boundary: Collection[str] | None = None
@@ -202,8 +210,8 @@ def _price(graph: LayerGraph, profile: BoardProfile, boundary: Collection[str] |
             kernel[name] = name if launches else None
     if graph.inputs:
         first = graph.inputs[0]
-        enqueue_s = profile.latency_s.per_inference
+        enqueue_j, enqueue_s = _per_inference_costs(profile)
         latency[first] += enqueue_s
-        energy[first] += profile.energy_j.per_inference + profile.energy_j.static_power_w * enqueue_s
+        energy[first] += enqueue_j
     post = op_costs(profile, graph.postprocess) if graph.postprocess is not None else None
     return NodeCosts(energy, latency, kernel, profile.name, post)
